@@ -1,0 +1,299 @@
+//! edgeguard's offline tool for operators.
+//!
+//! ```text
+//! edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--monitor-only]
+//! edgeguard redact [--chunk N] [--config FILE]      stdin -> stdout, optionally fed N bytes at a time
+//! edgeguard scan   [--layer output] [--config FILE] JSONL rows with `text` -> one verdict line per row
+//! edgeguard eval   [--layer output] FILE...         labelled JSONL -> recall / false positives per category
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read, Write};
+use std::process::ExitCode;
+
+use edgeguard::auth::{format_key, kv_key, KeyRecord};
+use edgeguard::output::{catalog, Action, CatalogConfig, Scanner, DEFAULT_HOLDBACK};
+use serde_json::{json, Value};
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage:\n  edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--monitor-only]\n  edgeguard redact [--chunk N] [--all]\n  edgeguard scan [--layer output] [--all]\n  edgeguard eval [--layer output] FILE...\n\n--all turns on the detectors that are off by default (IP addresses)."
+    );
+    ExitCode::from(2)
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn has(args: &[String], name: &str) -> bool {
+    args.iter().any(|a| a == name)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        return usage();
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "mint-key" => mint(rest),
+        "redact" => redact(rest),
+        "scan" => scan(rest),
+        "eval" => eval(rest),
+        _ => usage(),
+    }
+}
+
+fn scanner(all: bool) -> Scanner {
+    let mut cfg = CatalogConfig::default();
+    if all {
+        cfg.actions = vec![
+            ("ipv4".into(), Action::Redact),
+            ("ipv6".into(), Action::Redact),
+        ];
+    }
+    match catalog(&cfg) {
+        Ok(d) => Scanner::new(d, DEFAULT_HOLDBACK),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn mint(args: &[String]) -> ExitCode {
+    let Some(tenant) = flag(args, "--tenant") else {
+        return usage();
+    };
+    let mut random = [0u8; 32];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .is_err()
+    {
+        eprintln!("cannot read /dev/urandom");
+        return ExitCode::from(1);
+    }
+    let key = format_key(&random);
+    let key_id = flag(args, "--key-id")
+        .unwrap_or_else(|| format!("key_{}", &edgeguard::auth::hash_key(&key)[..12]));
+    let list = |name: &str| {
+        flag(args, name).map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+    };
+    let record = KeyRecord {
+        key_id,
+        tenant,
+        tier: flag(args, "--tier").unwrap_or_else(|| "default".into()),
+        models: list("--models").unwrap_or_default(),
+        tools: list("--tools"),
+        monitor_only: has(args, "--monitor-only"),
+        disabled: false,
+    };
+    let out = json!({"key": key, "kv_key": kv_key(&key), "record": record});
+    println!("{out}");
+    ExitCode::SUCCESS
+}
+
+fn redact(args: &[String]) -> ExitCode {
+    let chunk: usize = flag(args, "--chunk")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let s = scanner(has(args, "--all"));
+    let mut input = Vec::new();
+    if std::io::stdin().read_to_end(&mut input).is_err() {
+        return ExitCode::from(1);
+    }
+    let mut out = String::new();
+    let mut stdout = std::io::stdout().lock();
+    let mut r = s.stream();
+    if chunk == 0 {
+        r.push_bytes(&input, &mut out);
+    } else {
+        for c in input.chunks(chunk) {
+            r.push_bytes(c, &mut out);
+            let _ = stdout.write_all(out.as_bytes());
+            out.clear();
+        }
+    }
+    r.finish(&mut out);
+    let _ = stdout.write_all(out.as_bytes());
+    for f in r.findings() {
+        eprintln!("{}", serde_json::to_string(f).unwrap_or_default());
+    }
+    if r.blocked() {
+        eprintln!("blocked");
+    }
+    ExitCode::SUCCESS
+}
+
+fn scan(args: &[String]) -> ExitCode {
+    let layer = flag(args, "--layer").unwrap_or_else(|| "output".into());
+    if layer != "output" {
+        eprintln!("unknown layer {layer:?} (available: output)");
+        return ExitCode::from(2);
+    }
+    let s = scanner(has(args, "--all"));
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let verdict = match serde_json::from_str::<Value>(&line) {
+            Ok(v) => match v.get("text").and_then(Value::as_str) {
+                Some(text) => {
+                    let r = s.redact(text);
+                    let findings: Vec<Value> = r
+                        .findings
+                        .iter()
+                        .map(|f| json!({"detector": f.detector, "category": f.category, "span": [f.start, f.end]}))
+                        .collect();
+                    json!({"flagged": !findings.is_empty(), "findings": findings})
+                }
+                None => json!({"error": "row has no text field"}),
+            },
+            Err(e) => json!({"error": format!("invalid JSON: {e}")}),
+        };
+        let _ = writeln!(stdout, "{verdict}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Which detectors answer for a labelled category (gitleaks rule ids, presidio entity types).
+/// Categories not listed are not claimed by the output layer.
+pub fn claimed(category: &str) -> Option<&'static [&'static str]> {
+    Some(match category {
+        "aws-access-token" => &["aws_access_key"],
+        c if c.starts_with("github-") => &["github_token"],
+        "gitlab-pat"
+        | "gitlab-ptt"
+        | "gitlab-rrt"
+        | "gitlab-pat-routable"
+        | "gitlab-runner-authentication-token-routable" => &["gitlab_token"],
+        "slack-bot-token"
+        | "slack-user-token"
+        | "slack-app-token"
+        | "slack-legacy-bot-token"
+        | "slack-legacy-token"
+        | "slack-legacy-workspace-token"
+        | "slack-config-access-token"
+        | "slack-config-refresh-token" => &["slack_token"],
+        "slack-webhook-url" => &["slack_webhook"],
+        "stripe-access-token" => &["stripe_key"],
+        "openai-api-key" => &["openai_api_key"],
+        "anthropic-api-key" | "anthropic-admin-api-key" => &["anthropic_api_key"],
+        "gcp-api-key" => &["google_api_key"],
+        "jwt" => &["jwt"],
+        "private-key" => &["private_key"],
+        "generic-api-key" => &["secret_assignment"],
+        "EMAIL_ADDRESS" => &["email"],
+        "PHONE_NUMBER" => &["phone"],
+        "CREDIT_CARD" => &["credit_card"],
+        "IBAN_CODE" => &["iban"],
+        "US_SSN" => &["us_ssn"],
+        "IP_ADDRESS" => &["ipv4", "ipv6"],
+        _ => return None,
+    })
+}
+
+fn eval(args: &[String]) -> ExitCode {
+    let files: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with("--") && *a != "output")
+        .collect();
+    if files.is_empty() {
+        return usage();
+    }
+    let s = scanner(true);
+    // category -> (positives, detected, negatives, false positives)
+    let mut stats: BTreeMap<String, [u32; 4]> = BTreeMap::new();
+    let mut misses: Vec<String> = Vec::new();
+    for file in files {
+        let Ok(f) = std::fs::File::open(file) else {
+            eprintln!("cannot open {file}");
+            return ExitCode::from(1);
+        };
+        for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+            let Ok(row) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let (Some(text), Some(cat), Some(label)) = (
+                row["text"].as_str(),
+                row["category"].as_str(),
+                row["label"].as_i64(),
+            ) else {
+                continue;
+            };
+            let Some(dets) = claimed(cat) else { continue };
+            let r = s.redact(text);
+            let hit = r
+                .findings
+                .iter()
+                .any(|f| dets.contains(&f.detector.as_str()));
+            let e = stats.entry(cat.to_string()).or_default();
+            if label == 1 {
+                e[0] += 1;
+                e[1] += u32::from(hit);
+                if !hit && has(args, "--misses") {
+                    misses.push(format!(
+                        "miss {cat}: {}",
+                        text.chars().take(120).collect::<String>()
+                    ));
+                }
+            } else {
+                e[2] += 1;
+                e[3] += u32::from(hit);
+                if hit && has(args, "--misses") {
+                    misses.push(format!(
+                        "false positive {cat}: {}",
+                        text.chars().take(120).collect::<String>()
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "{:<48} {:>9} {:>8} {:>9} {:>8}",
+        "category", "positives", "recall", "negatives", "fp rate"
+    );
+    let (mut tp, mut p, mut fp, mut n) = (0, 0, 0, 0);
+    for (cat, [pos, det, neg, fps]) in &stats {
+        let recall = if *pos > 0 {
+            format!("{:.1}%", 100.0 * f64::from(*det) / f64::from(*pos))
+        } else {
+            "-".into()
+        };
+        let fpr = if *neg > 0 {
+            format!("{:.1}%", 100.0 * f64::from(*fps) / f64::from(*neg))
+        } else {
+            "-".into()
+        };
+        println!("{cat:<48} {pos:>9} {recall:>8} {neg:>9} {fpr:>8}");
+        tp += det;
+        p += pos;
+        fp += fps;
+        n += neg;
+    }
+    println!(
+        "{:<48} {:>9} {:>8} {:>9} {:>8}",
+        "all claimed",
+        p,
+        format!("{:.1}%", 100.0 * f64::from(tp) / f64::from(p.max(1))),
+        n,
+        format!("{:.1}%", 100.0 * f64::from(fp) / f64::from(n.max(1)))
+    );
+    for m in misses {
+        eprintln!("{m}");
+    }
+    ExitCode::SUCCESS
+}

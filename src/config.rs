@@ -1,0 +1,259 @@
+//! The gateway's configuration, read once per isolate from environment bindings and validated.
+//! A missing or invalid setting is an error naming the setting: the edge then fails every
+//! request closed instead of running with a protection silently off.
+
+use std::fmt;
+
+use crate::output::{Action, CatalogConfig, CustomDetector, DEFAULT_HOLDBACK};
+
+/// How the origin credential is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginAuth {
+    /// `Authorization: Bearer <secret>` (OpenAI-compatible origins).
+    Bearer,
+    /// `x-api-key: <secret>` (Anthropic-style origins).
+    XApiKey,
+}
+
+/// What to do with an origin response the output filter cannot parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnparseablePolicy {
+    /// Cut the response off with an error (default).
+    Block,
+    /// Pass it through, redacted at the byte level as plain text.
+    RawScan,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub origin_url: String,
+    pub origin_api_key: String,
+    pub origin_auth: OriginAuth,
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub upstream_timeout_ms: u64,
+    pub stream_idle_timeout_ms: u64,
+    /// Paths forwarded without inspection (after authentication), exact match.
+    pub pass_through_paths: Vec<String>,
+    pub output_holdback: usize,
+    pub unparseable: UnparseablePolicy,
+    pub detectors: CatalogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "setting {}: {}", self.setting, self.problem)
+    }
+}
+
+fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
+    get: &dyn Fn(&str) -> Option<String>,
+    setting: &'static str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    match get(setting) {
+        None => Ok(default),
+        Some(v) => {
+            let n: T = v
+                .trim()
+                .parse()
+                .map_err(|_| err(setting, format!("not a number: {v:?}")))?;
+            if n < min || n > max {
+                return Err(err(setting, format!("{n} is outside {min}..={max}")));
+            }
+            Ok(n)
+        }
+    }
+}
+
+fn json_list(
+    get: &dyn Fn(&str) -> Option<String>,
+    setting: &'static str,
+) -> Result<Vec<String>, ConfigError> {
+    match get(setting) {
+        None => Ok(Vec::new()),
+        Some(v) if v.trim().is_empty() => Ok(Vec::new()),
+        Some(v) => serde_json::from_str::<Vec<String>>(&v)
+            .map_err(|e| err(setting, format!("expected a JSON array of strings: {e}"))),
+    }
+}
+
+impl Config {
+    /// Reads every setting through `get` (vars and secrets by name).
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let origin_url = get("ORIGIN_URL").ok_or_else(|| err("ORIGIN_URL", "missing"))?;
+        let origin_url = origin_url.trim().trim_end_matches('/').to_string();
+        if !(origin_url.starts_with("https://") || origin_url.starts_with("http://"))
+            || origin_url.len() < 10
+        {
+            return Err(err("ORIGIN_URL", "must be an http(s) URL"));
+        }
+        let origin_api_key = get("ORIGIN_API_KEY")
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| {
+                err(
+                    "ORIGIN_API_KEY",
+                    "missing (set it with `wrangler secret put ORIGIN_API_KEY`)",
+                )
+            })?;
+        if origin_api_key.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+            return Err(err(
+                "ORIGIN_API_KEY",
+                "contains characters not allowed in a header",
+            ));
+        }
+        let origin_auth = match get("ORIGIN_AUTH").as_deref().map(str::trim) {
+            None | Some("bearer") => OriginAuth::Bearer,
+            Some("x-api-key") => OriginAuth::XApiKey,
+            Some(other) => {
+                return Err(err(
+                    "ORIGIN_AUTH",
+                    format!("expected bearer or x-api-key, got {other:?}"),
+                ))
+            }
+        };
+        let unparseable = match get("UNPARSEABLE_RESPONSE").as_deref().map(str::trim) {
+            None | Some("block") => UnparseablePolicy::Block,
+            Some("raw_scan") => UnparseablePolicy::RawScan,
+            Some(other) => {
+                return Err(err(
+                    "UNPARSEABLE_RESPONSE",
+                    format!("expected block or raw_scan, got {other:?}"),
+                ))
+            }
+        };
+        let pass_through_paths = json_list(get, "PASS_THROUGH_PATHS")?;
+        if let Some(p) = pass_through_paths.iter().find(|p| !p.starts_with('/')) {
+            return Err(err(
+                "PASS_THROUGH_PATHS",
+                format!("path {p:?} must start with /"),
+            ));
+        }
+        let custom = match get("CUSTOM_DETECTORS") {
+            None => Vec::new(),
+            Some(v) if v.trim().is_empty() => Vec::new(),
+            Some(v) => serde_json::from_str::<Vec<CustomDetector>>(&v)
+                .map_err(|e| err("CUSTOM_DETECTORS", format!("invalid: {e}")))?,
+        };
+        let actions = match get("DETECTOR_ACTIONS") {
+            None => Vec::new(),
+            Some(v) if v.trim().is_empty() => Vec::new(),
+            Some(v) => serde_json::from_str::<std::collections::BTreeMap<String, Action>>(&v)
+                .map_err(|e| {
+                    err(
+                        "DETECTOR_ACTIONS",
+                        format!("expected {{\"detector\": \"redact|block|monitor|off\"}}: {e}"),
+                    )
+                })?
+                .into_iter()
+                .collect(),
+        };
+        let canaries = get("CANARY")
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .into_iter()
+            .collect::<Vec<_>>();
+        if let Some(c) = canaries.first() {
+            if c.len() < 8 {
+                return Err(err("CANARY", "must be at least 8 characters"));
+            }
+        }
+        let fingerprints = json_list(get, "SYSTEM_PROMPT_FINGERPRINTS")?;
+        if let Some(f) = fingerprints.iter().find(|f| f.len() < 16) {
+            return Err(err(
+                "SYSTEM_PROMPT_FINGERPRINTS",
+                format!(
+                    "fingerprint {:?}... is shorter than 16 bytes",
+                    f.chars().take(8).collect::<String>()
+                ),
+            ));
+        }
+        let detectors = CatalogConfig {
+            canaries,
+            fingerprints,
+            custom,
+            actions,
+        };
+        // Compile once here so a bad pattern is a configuration error, not a per-request one.
+        crate::output::catalog(&detectors).map_err(|e| err("CUSTOM_DETECTORS", e))?;
+        Ok(Config {
+            origin_url,
+            origin_api_key,
+            origin_auth,
+            max_body_bytes: number(get, "MAX_BODY_BYTES", 1 << 20, 1024, 32 << 20)?,
+            max_json_depth: number(get, "MAX_JSON_DEPTH", 32, 4, 128)?,
+            upstream_timeout_ms: number(get, "UPSTREAM_TIMEOUT_MS", 30_000, 100, 600_000)?,
+            stream_idle_timeout_ms: number(get, "STREAM_IDLE_TIMEOUT_MS", 60_000, 100, 600_000)?,
+            pass_through_paths,
+            output_holdback: number(
+                get,
+                "OUTPUT_HOLDBACK_BYTES",
+                DEFAULT_HOLDBACK,
+                256,
+                16 << 10,
+            )?,
+            unparseable,
+            detectors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(&|k| m.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 2] = [
+        ("ORIGIN_URL", "http://127.0.0.1:9000/"),
+        ("ORIGIN_API_KEY", "sk-origin"),
+    ];
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&BASE).unwrap();
+        assert_eq!(c.origin_url, "http://127.0.0.1:9000");
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.origin_auth, OriginAuth::Bearer);
+    }
+
+    #[test]
+    fn missing_and_invalid_settings_are_named() {
+        assert_eq!(cfg(&[]).unwrap_err().setting, "ORIGIN_URL");
+        assert_eq!(cfg(&BASE[..1]).unwrap_err().setting, "ORIGIN_API_KEY");
+        let mut v = BASE.to_vec();
+        v.push(("MAX_BODY_BYTES", "lots"));
+        assert_eq!(cfg(&v).unwrap_err().setting, "MAX_BODY_BYTES");
+        let mut v = BASE.to_vec();
+        v.push(("CUSTOM_DETECTORS", r#"[{"name":"x","regex":"("}]"#));
+        assert_eq!(cfg(&v).unwrap_err().setting, "CUSTOM_DETECTORS");
+        let mut v = BASE.to_vec();
+        v.push(("DETECTOR_ACTIONS", r#"{"email":"shout"}"#));
+        assert_eq!(cfg(&v).unwrap_err().setting, "DETECTOR_ACTIONS");
+        let mut v = BASE.to_vec();
+        v.push(("ORIGIN_URL", "ftp://x"));
+        assert!(cfg(&v[1..]).is_err());
+    }
+}

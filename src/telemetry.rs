@@ -1,0 +1,60 @@
+//! The one structured log line written per request. It carries identifiers, timings and each
+//! layer's verdict, never a key, a prompt, or a detected value.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::output::{Action, Finding};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestLog {
+    pub request_id: String,
+    pub key_id: Option<String>,
+    pub tenant: Option<String>,
+    pub method: String,
+    pub route: String,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    /// Error code when the gateway answered with an error.
+    pub error: Option<String>,
+    /// Milliseconds from the request's arrival to the end of the response.
+    pub total_ms: u64,
+    /// Milliseconds until the origin's response headers arrived.
+    pub upstream_ttfb_ms: Option<u64>,
+    /// Milliseconds spent in the gateway's own inspection (as far as the runtime's clock moves).
+    pub inspect_ms: u64,
+    pub request_bytes: usize,
+    pub response_bytes: usize,
+    /// How the response ended: complete, blocked, truncated, malformed.
+    pub outcome: Option<String>,
+    pub output: OutputVerdict,
+}
+
+/// The output layer's verdict: counts per detector and action, no values.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutputVerdict {
+    pub redacted: BTreeMap<String, u32>,
+    pub blocked: Option<String>,
+    pub monitored: BTreeMap<String, u32>,
+}
+
+impl OutputVerdict {
+    pub fn add(&mut self, findings: &[Finding]) {
+        for f in findings {
+            match f.action {
+                Action::Redact => *self.redacted.entry(f.detector.clone()).or_default() += 1,
+                Action::Monitor => *self.monitored.entry(f.detector.clone()).or_default() += 1,
+                Action::Block => self.blocked = Some(f.detector.clone()),
+                Action::Off => {}
+            }
+        }
+    }
+}
+
+impl RequestLog {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,222 @@
+//! End-to-end tests: the worker runs in workerd under `wrangler dev`, with local KV, in front of
+//! the bundled mock origin; the tests talk HTTP to it. Run with `cargo test --test e2e`
+//! (`EDGEGUARD_PREBUILT=1` skips the worker build when build/ is current). A name filter may
+//! follow: `cargo test --test e2e -- stream`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::Command;
+use std::time::Instant;
+
+use edgeguard::auth::{format_key, kv_key, KeyRecord};
+use harness::{request, Gateway, Mock, Resp};
+use serde_json::{json, Value};
+
+pub const ORIGIN_SECRET: &str = "sk-origin-test-credential";
+pub const CANARY: &str = "EGCANARY-7c41d9e2";
+pub const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const CARD: &str = "4111 1111 1111 1111";
+pub const EMAIL: &str = "jane.doe@example.com";
+pub const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yL4Wn2ZPnBNkZ7zG9DJ1p3N0r4I1ggNJx0VpIbDnbi0B1cJpMAK+\n-----END RSA PRIVATE KEY-----";
+
+pub struct Ctx {
+    pub gw: Gateway,
+    pub broken: Gateway,
+    pub mock: Mock,
+    pub key: String,
+    pub models_key: String,
+    pub disabled_key: String,
+}
+
+impl Ctx {
+    pub fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Resp {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        request(
+            self.gw.port,
+            "POST",
+            path,
+            &headers,
+            Some(body.to_string().as_bytes()),
+        )
+        .expect("request")
+    }
+
+    pub fn chat(&self, body: &Value) -> Resp {
+        self.post("/v1/chat/completions", Some(&self.key), body)
+    }
+}
+
+/// A chat request whose answer the mock scripts.
+pub fn scripted(say: &str, stream: bool, extra: Value) -> Value {
+    let mut mock = json!({"say": say});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            mock[k] = v;
+        }
+    }
+    json!({"model": "gpt-4o-mini", "stream": stream,
+           "messages": [{"role": "user", "content": json!({"mock": mock}).to_string()}]})
+}
+
+/// Concatenated `delta.content` of an OpenAI stream.
+pub fn stream_text(r: &Resp) -> String {
+    r.sse_data()
+        .iter()
+        .filter(|d| d.as_str() != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn key_record(id: &str, extra: Value) -> String {
+    let mut r = serde_json::to_value(KeyRecord {
+        key_id: id.into(),
+        tenant: "acme".into(),
+        tier: "default".into(),
+        models: vec![],
+        tools: None,
+        monitor_only: false,
+        disabled: false,
+    })
+    .unwrap();
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            r[k] = v;
+        }
+    }
+    r.to_string()
+}
+
+mod foundation;
+mod output;
+
+type Test = (&'static str, fn(&Ctx));
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut tests: Vec<Test> = Vec::new();
+    tests.extend_from_slice(foundation::TESTS);
+    tests.extend_from_slice(output::TESTS);
+    let selected: Vec<&Test> = tests
+        .iter()
+        .filter(|(n, _)| filter.as_ref().is_none_or(|f| n.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        println!("0 passed, 0 failed");
+        return;
+    }
+
+    let t0 = Instant::now();
+    if std::env::var("EDGEGUARD_PREBUILT").as_deref() != Ok("1") {
+        harness::build_worker();
+    }
+    let state = std::env::temp_dir().join(format!("edgeguard-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let key = format_key(&[1; 32]);
+    let models_key = format_key(&[2; 32]);
+    let disabled_key = format_key(&[3; 32]);
+    harness::seed_keys(
+        &state,
+        &[
+            (kv_key(&key), key_record("k_main", json!({}))),
+            (
+                kv_key(&models_key),
+                key_record("k_models", json!({"models": ["gpt-4o*"]})),
+            ),
+            (
+                kv_key(&disabled_key),
+                key_record("k_disabled", json!({"disabled": true})),
+            ),
+        ],
+    );
+    let mock = harness::start_mock();
+    let origin = format!("http://127.0.0.1:{}", mock.port);
+    let gw = harness::start_gateway(
+        "gateway",
+        &state,
+        &[
+            ("ORIGIN_URL", origin.clone()),
+            ("ORIGIN_API_KEY", ORIGIN_SECRET.into()),
+            ("UPSTREAM_TIMEOUT_MS", "1500".into()),
+            ("STREAM_IDLE_TIMEOUT_MS", "3000".into()),
+            ("CANARY", CANARY.into()),
+        ],
+        true,
+    );
+    let broken = harness::start_gateway(
+        "broken",
+        &state,
+        &[
+            ("ORIGIN_URL", "ftp://origin.invalid".into()),
+            ("ORIGIN_API_KEY", ORIGIN_SECRET.into()),
+        ],
+        false,
+    );
+    eprintln!("stack up in {:.1}s", t0.elapsed().as_secs_f64());
+    let ctx = Ctx {
+        gw,
+        broken,
+        mock,
+        key,
+        models_key,
+        disabled_key,
+    };
+
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in selected {
+        let t = Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| f(&ctx))) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({} ms)", t.elapsed().as_millis());
+            }
+            Err(e) => {
+                failed += 1;
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                println!("test {name} ... FAILED\n  {msg}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("--- gateway log (tail) ---");
+        let log = ctx.gw.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        for l in tail.into_iter().rev() {
+            eprintln!("{l}");
+        }
+    }
+    drop(ctx);
+    let _ = std::fs::remove_dir_all(&state);
+    println!("\ne2e: {passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// Runs an external command from the repository root and returns (success, output).
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .current_dir(harness::repo())
+        .output()
+        .expect("run command");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

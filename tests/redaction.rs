@@ -1,0 +1,251 @@
+//! Streaming redaction equals one-shot redaction for every split, and known values never leak.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use edgeguard::output::{catalog, Action, CatalogConfig, Scanner};
+use proptest::prelude::*;
+
+const CANARY: &str = "EG-CANARY-5f1c9a7e";
+const FINGERPRINT: &str = "You are Aurora, the billing assistant of Northwind";
+
+fn scanner_with(holdback: usize, actions: Vec<(String, Action)>) -> Scanner {
+    let cfg = CatalogConfig {
+        canaries: vec![CANARY.to_string()],
+        fingerprints: vec![FINGERPRINT.to_string()],
+        custom: vec![],
+        actions,
+    };
+    Scanner::new(catalog(&cfg).unwrap(), holdback)
+}
+
+fn scanner() -> Scanner {
+    // Canary and fingerprint redact here so that the rest of the text stays comparable.
+    scanner_with(
+        256,
+        vec![
+            ("canary".into(), Action::Redact),
+            ("system_prompt_leak".into(), Action::Redact),
+            ("ipv4".into(), Action::Redact),
+        ],
+    )
+}
+
+const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yL4Wn2ZPnBNkZ7zG9DJ1p3N0r4I1ggNJx0VpIbDnbi0B1cJpMAK+\n-----END RSA PRIVATE KEY-----";
+
+/// Pieces that stress every detector: values, near misses, separators, non-ASCII text.
+fn fragments() -> Vec<&'static str> {
+    vec![
+        "AKIAIOSFODNN7EXAMPLE",
+        "AKIAIOSFODNN7EXAMPL",
+        "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",
+        "ghp_short",
+        "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0",
+        "sk-learn",
+        "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+        "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "eyJnotajwt",
+        "sk_live_51HqLyjWDarjtT1zdp7dcXYZ0aBcDeFgHiJ",
+        PEM,
+        "-----BEGIN PUBLIC KEY-----",
+        "alice.smith@example.com",
+        "bob@",
+        "@example.org",
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1112",
+        "5500 0000 0000 0004",
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+        "078-05-1120",
+        "000-12-3456",
+        "+1 415 555 2671",
+        "(415) 555-2671",
+        "192.168.10.20",
+        "password = \"h7Gk29fLq0Xz\"",
+        "api_key=Zx81LmQ0pR7tVw2Y",
+        CANARY,
+        "EG-CANARY-",
+        FINGERPRINT,
+        "You are Aurora",
+        " ", "  ", "\n", ".", ",", "-", ":", "=", "\"", "(", ")", "+", "@", "_", "/",
+        "the", "hello", "world", "2023", "12", "über", "日本語", "naïve", "🦀", "—",
+        "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+    ]
+}
+
+fn text_strategy() -> impl Strategy<Value = String> {
+    let frags = fragments();
+    prop::collection::vec(prop::sample::select(frags), 0..24).prop_map(|v| v.concat())
+}
+
+fn stream_bytes(
+    scanner: &Scanner,
+    bytes: &[u8],
+    cuts: &[usize],
+) -> (String, Vec<edgeguard::output::Finding>, bool) {
+    let mut r = scanner.stream();
+    let mut out = String::new();
+    let mut last = 0;
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    for p in points {
+        r.push_bytes(&bytes[last..p], &mut out);
+        last = p;
+    }
+    r.push_bytes(&bytes[last..], &mut out);
+    r.finish(&mut out);
+    (out, r.take_findings(), r.blocked())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, .. ProptestConfig::default() })]
+
+    #[test]
+    fn stream_equals_one_shot(text in text_strategy(), cuts in prop::collection::vec(any::<usize>(), 0..40)) {
+        let s = scanner();
+        let one = s.redact(&text);
+        let (out, findings, blocked) = stream_bytes(&s, text.as_bytes(), &cuts);
+        prop_assert_eq!(&out, &one.text);
+        prop_assert_eq!(findings, one.findings);
+        prop_assert_eq!(blocked, one.blocked);
+    }
+
+    #[test]
+    fn byte_by_byte_equals_one_shot(text in text_strategy()) {
+        let s = scanner();
+        let one = s.redact(&text);
+        let cuts: Vec<usize> = (0..=text.len()).collect();
+        let (out, findings, _) = stream_bytes(&s, text.as_bytes(), &cuts);
+        prop_assert_eq!(&out, &one.text);
+        prop_assert_eq!(findings, one.findings);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_agree(bytes in prop::collection::vec(any::<u8>(), 0..600), cuts in prop::collection::vec(any::<usize>(), 0..20)) {
+        let s = scanner();
+        let lossy = String::from_utf8_lossy(&bytes).into_owned();
+        let one = s.redact(&lossy);
+        let (out, findings, _) = stream_bytes(&s, &bytes, &cuts);
+        prop_assert_eq!(&out, &one.text);
+        prop_assert_eq!(findings, one.findings);
+    }
+
+    #[test]
+    fn small_holdback_still_agrees(text in text_strategy(), cuts in prop::collection::vec(any::<usize>(), 0..40)) {
+        let s = scanner_with(256, vec![]);
+        let one = s.redact(&text);
+        let (out, findings, blocked) = stream_bytes(&s, text.as_bytes(), &cuts);
+        prop_assert_eq!(&out, &one.text);
+        prop_assert_eq!(findings, one.findings);
+        prop_assert_eq!(blocked, one.blocked);
+    }
+
+    #[test]
+    fn values_never_reach_the_output(prefix in "[a-z ]{0,12}", suffix in "[a-z .]{0,12}", which in 0usize..9, cuts in prop::collection::vec(any::<usize>(), 0..30)) {
+        let values = [
+            "AKIAIOSFODNN7EXAMPLE",
+            "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",
+            "alice.smith@example.com",
+            "4111 1111 1111 1111",
+            "DE89 3704 0044 0532 0130 00",
+            "078-05-1120",
+            PEM,
+            CANARY,
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ];
+        let value = values[which];
+        let text = format!("{prefix} {value} {suffix}");
+        let s = scanner();
+        let (out, findings, _) = stream_bytes(&s, text.as_bytes(), &cuts);
+        prop_assert!(!out.contains(value), "value leaked: {out}");
+        prop_assert!(!findings.is_empty());
+        // No fragment of a secret's distinctive middle leaks either.
+        let mid = &value[4..value.len().min(16)];
+        prop_assert!(!out.contains(mid), "fragment leaked: {out}");
+    }
+}
+
+#[test]
+fn plain_text_is_released_without_waiting() {
+    let s = scanner();
+    let mut r = s.stream();
+    let mut out = String::new();
+    for tok in [
+        "Hello", ",", " world", ".", " The", " answer", " is", " 42", ".\n",
+    ] {
+        r.push_str(tok, &mut out);
+    }
+    // Everything but a trailing word that could still grow is out before the stream ends.
+    assert_eq!(out, "Hello, world. The answer is 42.\n");
+    r.finish(&mut out);
+    assert_eq!(out, "Hello, world. The answer is 42.\n");
+}
+
+#[test]
+fn only_the_unfinished_word_is_held() {
+    let s = scanner();
+    let mut r = s.stream();
+    let mut out = String::new();
+    r.push_str("Contact us at support", &mut out);
+    assert_eq!(out, "Contact us at ");
+    r.push_str("@example.com today", &mut out);
+    assert_eq!(out, "Contact us at [REDACTED:email] ");
+    r.finish(&mut out);
+    assert_eq!(out, "Contact us at [REDACTED:email] today");
+}
+
+#[test]
+fn pem_body_never_escapes_even_when_long() {
+    let s = scanner();
+    let body: String =
+        "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\n".repeat(60);
+    let text = format!("key:\n-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\ndone");
+    let mut r = s.stream();
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(7) {
+        r.push_bytes(chunk, &mut out);
+        assert!(!out.contains("MIIE"), "key body leaked");
+        assert!(r.held() <= 512, "held {} bytes", r.held());
+    }
+    r.finish(&mut out);
+    assert_eq!(out, "key:\n[REDACTED:private_key]\ndone");
+}
+
+#[test]
+fn block_stops_the_stream_before_the_value() {
+    let s = scanner_with(512, vec![]);
+    let mut r = s.stream();
+    let mut out = String::new();
+    r.push_str("The secret code is EG-CANA", &mut out);
+    r.push_str("RY-5f1c9a7e and more", &mut out);
+    r.finish(&mut out);
+    assert!(r.blocked());
+    assert_eq!(out, "The secret code is ");
+}
+
+#[test]
+fn monitor_passes_values_and_reports_them() {
+    let s = scanner_with(512, vec![("email".into(), Action::Monitor)]);
+    let one = s.redact("mail alice@example.com now");
+    assert_eq!(one.text, "mail alice@example.com now");
+    assert_eq!(one.findings.len(), 1);
+    assert_eq!(one.findings[0].detector, "email");
+    assert_eq!((one.findings[0].start, one.findings[0].end), (5, 22));
+}
+
+#[test]
+fn validators_reject_lookalikes() {
+    let s = scanner();
+    for benign in [
+        "4111 1111 1111 1112",
+        "GB82WEST12345698765433",
+        "000-12-3456",
+        "666-12-3456",
+        "version 1.2.3.4.5",
+        "call me at 12",
+        "sk-learn is a library",
+        "eyJ is how JSON starts in base64",
+    ] {
+        let r = s.redact(benign);
+        assert!(r.findings.is_empty(), "{benign}: {:?}", r.findings);
+    }
+}

@@ -1,0 +1,39 @@
+// The official OpenAI Node SDK, pointed at the gateway, gets streamed and whole completions.
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+
+const client = new OpenAI({ baseURL: process.env.EDGEGUARD_URL, apiKey: process.env.EDGEGUARD_KEY, maxRetries: 0 });
+const say = "Hello from the SDK test, write to ops@example.com please.";
+const expected = "Hello from the SDK test, write to [REDACTED:email] please.";
+const content = JSON.stringify({ mock: { say, delay_ms: 5 } });
+
+const whole = await client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content }] });
+assert.equal(whole.choices[0].message.content, expected);
+assert.equal(whole.choices[0].finish_reason, "stop");
+
+const stream = await client.chat.completions.create({
+  model: "gpt-4o-mini",
+  messages: [{ role: "user", content }],
+  stream: true,
+  stream_options: { include_usage: true },
+});
+let text = "";
+let finish = null;
+let usage = null;
+for await (const chunk of stream) {
+  if (chunk.usage) usage = chunk.usage;
+  for (const c of chunk.choices) {
+    if (c.delta?.content) text += c.delta.content;
+    if (c.finish_reason) finish = c.finish_reason;
+  }
+}
+assert.equal(text, expected);
+assert.equal(finish, "stop");
+assert.ok(usage && usage.completion_tokens > 0);
+
+await assert.rejects(
+  new OpenAI({ baseURL: process.env.EDGEGUARD_URL, apiKey: "eg_not_a_real_key_at_all_000", maxRetries: 0 })
+    .chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),
+  (e) => e.status === 401,
+);
+console.log("node sdk ok");
