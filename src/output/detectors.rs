@@ -90,6 +90,8 @@ const URL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_./:-");
 /// Values of `key = value` assignments: printable, without quotes and separators.
 const VALUE_CLASS: ByteSet = ByteSet::printable_except(b"\"'`,;<>(){}[]");
 const NONSPACE: ByteSet = ByteSet::printable_except(b"");
+/// What stands right before an assigned value: `=`, `:`, `=>`.
+const ASSIGN: ByteSet = ByteSet::from_spec(b"=:>");
 
 fn re(pattern: &str) -> Option<Regex> {
     Regex::new(pattern).ok()
@@ -146,8 +148,11 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
     }
 
     // Secrets.
-    let pem = re(r"^-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----")
-        .map(|r| RegexRun::new(PEM_CLASS, PEM_START, r).open_end(OpenEnd::PemEnd));
+    let pem = re(r"^-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----").map(|r| {
+        RegexRun::new(PEM_CLASS, PEM_START, r)
+            .open_end(OpenEnd::PemEnd)
+            .min_len(27)
+    });
     add(
         "private_key",
         Category::Secret,
@@ -219,12 +224,8 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
         ("jwt", &["eyJ"], judge_jwt, JWT_CLASS),
     ];
     for (id, leads, judge, class) in tokens {
-        let m = Matcher::Token(TokenRun {
-            class,
-            leads: leads.to_vec(),
-            judge,
-        });
-        add(id, Category::Secret, Action::Redact, Some(m))?;
+        let m = TokenRun::new(class, leads.to_vec(), judge).map(Matcher::Token);
+        add(id, Category::Secret, Action::Redact, m)?;
     }
     let b64 = ByteSet::from_spec(b"A-Za-z0-9/+");
     let aws_secret = re(r"^[A-Za-z0-9/+]{40}$").zip(re(
@@ -234,6 +235,8 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
         RegexRun::new(b64, b64, r)
             .validate(|v| entropy(v) > 3.5)
             .context(ctx)
+            .context_gate(ASSIGN)
+            .min_len(40)
     });
     add(
         "aws_secret_key",
@@ -323,10 +326,20 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
     for (id, action, pattern, class, start, trigger, validate) in pii {
         let m = re(pattern).map(|r| {
             let group = usize::from(r.captures_len() > 1);
+            let min_len = match id {
+                "credit_card" => 12,
+                "us_ssn" => 9,
+                "iban" => 15,
+                "email" => 6,
+                "phone" => 7,
+                "ipv4" => 7,
+                _ => 2,
+            };
             let run = RegexRun::new(class, start, r)
                 .validate(validate)
                 .bounded()
-                .group(group);
+                .group(group)
+                .min_len(min_len);
             Matcher::Regex(Box::new(match trigger {
                 Some(t) => run.trigger(t),
                 None => run,
@@ -375,7 +388,14 @@ fn assignment_value() -> Option<RegexRun> {
         r#"(?i){SECRET_NAMES}["']?\s{{0,3}}(?::=|=>|[:=])\s{{0,3}}["']?$"#
     ))?;
     let run = RegexRun::new(VALUE_CLASS, VALUE_CLASS, re(r"^[^\s=:]{8,200}$")?);
-    Some(run.validate(plausible_secret).context(ctx))
+    // A plausible secret has a digit: runs without one are not looked at.
+    Some(
+        run.validate(plausible_secret)
+            .context(ctx)
+            .context_gate(ASSIGN)
+            .trigger(DIGIT)
+            .min_len(8),
+    )
 }
 
 /// `password=value` in one run.
@@ -387,7 +407,8 @@ fn assignment_inline() -> Option<RegexRun> {
     Some(
         run.trigger(ByteSet::from_spec(b"=:"))
             .group(1)
-            .validate(plausible_secret),
+            .validate(plausible_secret)
+            .min_len(11),
     )
 }
 
@@ -434,8 +455,9 @@ fn judge_aws_key_id(run: &str, complete: bool) -> Tri {
 }
 
 fn judge_github(run: &str, complete: bool) -> Tri {
-    // ghp_ + 36 alphanumerics (fine-grained and newer tokens may be longer).
-    if !all_in(&run[4..], &ALNUM) {
+    // ghp_ + 36 alphanumerics; whatever follows in the same run goes with it. Only the first
+    // 40 bytes are judged, so a verdict never changes as the run grows.
+    if !all_in(&run[4..run.len().min(40)], &ALNUM) {
         return Tri::No;
     }
     at_least(run, complete, 40)

@@ -16,59 +16,73 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_lite::Regex;
 
-/// A set of ASCII bytes, as a 256-bit map. Bytes >= 0x80 are never members, so run
+/// A set of ASCII bytes, as a 256-bit map, with up to four inclusive ranges kept for a fast
+/// word-at-a-time skip in [`ByteSet::find`]. Bytes >= 0x80 are never members, so run
 /// boundaries always fall on UTF-8 character boundaries.
 #[derive(Clone, Copy)]
-pub struct ByteSet([u64; 4]);
+pub struct ByteSet {
+    map: [u64; 4],
+    ranges: [(u8, u8); 4],
+    /// Number of ranges in `ranges`, or 0 when the set has more than four.
+    nranges: u8,
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
 
 impl ByteSet {
     pub const fn empty() -> Self {
-        ByteSet([0; 4])
-    }
-
-    const fn with(mut self, b: u8) -> Self {
-        if b < 0x80 {
-            self.0[(b >> 6) as usize] |= 1 << (b & 63);
+        ByteSet {
+            map: [0; 4],
+            ranges: [(0, 0); 4],
+            nranges: 0,
         }
-        self
     }
 
-    const fn without(mut self, b: u8) -> Self {
-        self.0[(b >> 6) as usize] &= !(1 << (b & 63));
+    const fn with_range(mut self, lo: u8, hi: u8) -> Self {
+        let mut c = lo;
+        while c <= hi && c < 0x80 {
+            self.map[(c >> 6) as usize] |= 1 << (c & 63);
+            if c == hi {
+                break;
+            }
+            c += 1;
+        }
         self
     }
 
     /// Builds a set from a compact description: single bytes and `a-z` style ranges.
     pub const fn from_spec(spec: &[u8]) -> Self {
         let mut set = ByteSet::empty();
+        let mut ranges = [(0u8, 0u8); 4];
+        let mut n = 0usize;
         let mut i = 0;
         while i < spec.len() {
-            if i + 2 < spec.len() && spec[i + 1] == b'-' {
-                let mut c = spec[i];
-                while c <= spec[i + 2] {
-                    set = set.with(c);
-                    c += 1;
-                }
+            let (lo, hi) = if i + 2 < spec.len() && spec[i + 1] == b'-' {
                 i += 3;
+                (spec[i - 3], spec[i - 1])
             } else {
-                set = set.with(spec[i]);
                 i += 1;
+                (spec[i - 1], spec[i - 1])
+            };
+            set = set.with_range(lo, hi);
+            if n < 4 {
+                ranges[n] = (lo, hi);
             }
+            n += 1;
         }
+        set.ranges = ranges;
+        set.nranges = if n <= 4 { n as u8 } else { 0 };
         set
     }
 
     /// Every printable ASCII byte except the given ones.
     pub const fn printable_except(excluded: &[u8]) -> Self {
-        let mut set = ByteSet::empty();
-        let mut c = b'!';
-        while c <= b'~' {
-            set = set.with(c);
-            c += 1;
-        }
+        let mut set = ByteSet::empty().with_range(b'!', b'~');
         let mut i = 0;
         while i < excluded.len() {
-            set = set.without(excluded[i]);
+            let b = excluded[i];
+            set.map[(b >> 6) as usize] &= !(1 << (b & 63));
             i += 1;
         }
         set
@@ -76,17 +90,45 @@ impl ByteSet {
 
     #[inline]
     pub fn has(&self, b: u8) -> bool {
-        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+        self.map[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
+
+    /// Whether any byte of the 8-byte word may be a member (exact for ASCII ranges).
+    #[inline]
+    fn word_hits(&self, w: u64) -> bool {
+        let low7 = w & !HI;
+        let mut hit = 0;
+        for &(lo, hi) in &self.ranges[..usize::from(self.nranges)] {
+            // Bytes b with lo <= b <= hi, for b < 0x80 (the classic "has between" test).
+            // Per byte: b + (0x80 - lo) has its top bit set iff b >= lo, and
+            // (0x80 + hi) - b has it set iff b <= hi; neither carries into the next byte.
+            let above = low7.wrapping_add(LO * (0x80 - u64::from(lo)));
+            let below = (LO * (0x80 + u64::from(hi))).wrapping_sub(low7);
+            hit |= above & below;
+        }
+        hit & !w & HI != 0
     }
 
     /// Position of the first member in `bytes[from..]`.
     #[inline]
     pub fn find(&self, bytes: &[u8], from: usize) -> Option<usize> {
-        bytes
-            .get(from..)?
+        let hay = bytes.get(from..)?;
+        let mut i = 0;
+        if self.nranges > 0 {
+            // Skip eight bytes at a time while no byte of a word can be a member.
+            while let Some(word) = hay.get(i..i + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                if self.word_hits(u64::from_le_bytes(w)) {
+                    break;
+                }
+                i += 8;
+            }
+        }
+        hay[i..]
             .iter()
             .position(|&b| self.has(b))
-            .map(|p| p + from)
+            .map(|p| p + from + i)
     }
 }
 
@@ -147,6 +189,11 @@ pub struct RegexRun {
     pub require: Option<Regex>,
     /// The value may not touch an ASCII letter or digit on either side in the text.
     pub bounded: bool,
+    /// Run pieces shorter than this cannot hold a value and are skipped.
+    pub min_len: usize,
+    /// With a look-back context: the last byte before the run (past blanks and quotes) must
+    /// be one of these. A cheap test that spares the context regex on most runs.
+    pub context_gate: Option<ByteSet>,
 }
 
 impl RegexRun {
@@ -163,7 +210,19 @@ impl RegexRun {
             open_end: None,
             require: None,
             bounded: false,
+            min_len: 1,
+            context_gate: None,
         }
+    }
+
+    pub fn min_len(mut self, n: usize) -> Self {
+        self.min_len = n;
+        self
+    }
+
+    pub fn context_gate(mut self, g: ByteSet) -> Self {
+        self.context_gate = Some(g);
+        self
     }
 
     pub fn bounded(mut self) -> Self {
@@ -208,6 +267,27 @@ pub struct TokenRun {
     pub class: ByteSet,
     pub leads: Vec<&'static str>,
     pub judge: fn(&str, bool) -> Tri,
+    /// Finds lead occurrences; only those at a run start are candidates.
+    finder: AhoCorasick,
+}
+
+impl TokenRun {
+    pub fn new(
+        class: ByteSet,
+        leads: Vec<&'static str>,
+        judge: fn(&str, bool) -> Tri,
+    ) -> Option<Self> {
+        let finder = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&leads)
+            .ok()?;
+        Some(TokenRun {
+            class,
+            leads,
+            judge,
+            finder,
+        })
+    }
 }
 
 /// A set of literal strings (canaries, system-prompt fingerprints, custom literals).
@@ -282,6 +362,20 @@ impl Matcher {
         }
     }
 
+    /// Whether truncating the scan at `p` leaves this detector's runs from `p` on unchanged,
+    /// so that an earlier verdict about text after `p` still holds.
+    pub fn unsplit_at(&self, bytes: &[u8], p: usize) -> bool {
+        match self.class() {
+            None => true,
+            // With nothing after `p` yet, only a non-class byte before it proves no run is cut.
+            Some(c) => {
+                p == 0
+                    || bytes.get(p - 1).is_none_or(|&b| !c.has(b))
+                    || bytes.get(p).is_some_and(|&b| !c.has(b))
+            }
+        }
+    }
+
     pub fn class(&self) -> Option<&ByteSet> {
         match self {
             Matcher::Regex(r) => Some(&r.class),
@@ -289,6 +383,23 @@ impl Matcher {
             Matcher::Literals(_) => None,
         }
     }
+}
+
+enum Candidate {
+    Run(usize),
+    /// Nothing decided from this position on; scan again from it.
+    Wait(usize),
+    None,
+}
+
+/// Whether the last byte before `q`, past up to eight blanks and quotes, is in `gate`.
+fn gate_before(gate: &ByteSet, bytes: &[u8], q: usize) -> bool {
+    bytes[..q]
+        .iter()
+        .rev()
+        .take(8)
+        .find(|&&b| !matches!(b, b' ' | b'\t' | b'"' | b'\''))
+        .is_some_and(|&b| gate.has(b))
 }
 
 /// End of the class stretch that starts at `at`.
@@ -315,15 +426,29 @@ impl RegexRun {
             }
         }
         loop {
-            // Next run: a start byte. Runs without a trigger byte are skipped quickly.
-            let run_start = match self.next_run_start(bytes, i) {
-                Some(s) => s,
-                None => {
+            // Next candidate run. Runs without a trigger byte, or not preceded by the context
+            // gate, are skipped without being looked at.
+            let run_start = match self.next_run_start(bytes, i, from) {
+                Candidate::Run(s) => s,
+                Candidate::Wait(resume) => {
                     return Step::Wait {
-                        resume: len,
+                        resume,
                         safe: len,
                         skip: false,
                     }
+                }
+                Candidate::None => {
+                    // Resume where the trailing stretch begins, so the next scan does not cut
+                    // a run in two.
+                    let mut a = len;
+                    while a > i && self.class.has(bytes[a - 1]) {
+                        a -= 1;
+                    }
+                    return Step::Wait {
+                        resume: a,
+                        safe: len,
+                        skip: false,
+                    };
                 }
             };
             let stretch_end = run_end(bytes, &self.class, run_start);
@@ -331,7 +456,8 @@ impl RegexRun {
             let mut piece = run_start;
             loop {
                 let piece_end = (piece + v.chop).min(stretch_end);
-                let complete = piece_end < len || v.eof || piece_end - piece >= v.chop;
+                // A piece is complete once a byte follows it (validators look one byte past a value).
+                let complete = piece_end < len || v.eof;
                 if !complete {
                     return Step::Wait {
                         resume: piece,
@@ -364,12 +490,17 @@ impl RegexRun {
 
     /// Next position >= `i` where a run of this detector begins. With a trigger, runs lacking
     /// one are skipped: the search jumps to the next trigger byte and walks back to its run.
-    fn next_run_start(&self, bytes: &[u8], i: usize) -> Option<usize> {
+    /// With a context gate, only runs right after a gate byte are candidates. `from` is the
+    /// truncation point of this scan.
+    fn next_run_start(&self, bytes: &[u8], i: usize, from: usize) -> Candidate {
         let len = bytes.len();
+        if let Some(gate) = &self.context_gate {
+            return self.next_gated_run(gate, bytes, i, from);
+        }
         let mut i = i;
         loop {
             if i >= len {
-                return None;
+                return Candidate::None;
             }
             if let Some(trigger) = &self.trigger {
                 // A run whose trigger is yet to come may be open at the end of the text.
@@ -380,9 +511,8 @@ impl RegexRun {
                             a -= 1;
                         }
                         match self.start.find(&bytes[..t + 1], a) {
-                            // The trigger byte itself may not be inside a run; look on.
-                            Some(s) if self.class_stretch_reaches(bytes, s, t) => return Some(s),
-                            _ => {
+                            Some(s) => return Candidate::Run(s),
+                            None => {
                                 i = t + 1;
                                 continue;
                             }
@@ -394,35 +524,72 @@ impl RegexRun {
                         while a > i && self.class.has(bytes[a - 1]) {
                             a -= 1;
                         }
-                        return self.start.find(bytes, a);
+                        return self
+                            .start
+                            .find(bytes, a)
+                            .map_or(Candidate::None, Candidate::Run);
                     }
                 }
             }
-            let s = self.start.find(bytes, i)?;
-            return Some(s);
+            return self
+                .start
+                .find(bytes, i)
+                .map_or(Candidate::None, Candidate::Run);
         }
     }
 
-    fn class_stretch_reaches(&self, bytes: &[u8], s: usize, t: usize) -> bool {
-        bytes[s..=t].iter().all(|&b| self.class.has(b))
+    /// The first run at or after `i` whose preceding byte (past blanks and quotes) is a gate
+    /// byte.
+    fn next_gated_run(&self, gate: &ByteSet, bytes: &[u8], i: usize, from: usize) -> Candidate {
+        let len = bytes.len();
+        let is_run_start = |q: usize| {
+            q < len && self.start.has(bytes[q]) && (q == from || !self.class.has(bytes[q - 1]))
+        };
+        // The run at `i` itself, gated by what stands before it.
+        if is_run_start(i) && gate_before(gate, bytes, i) {
+            return Candidate::Run(i);
+        }
+        let mut j = i;
+        while let Some(g) = gate.find(bytes, j) {
+            let mut q = g + 1;
+            while q < len && q - g <= 8 && matches!(bytes[q], b' ' | b'\t' | b'"' | b'\'') {
+                q += 1;
+            }
+            if q >= len {
+                // The value may not have started yet: keep the gate byte in view, resuming at
+                // a position that does not split a run.
+                let mut k = g.max(i);
+                while k > i && self.class.has(bytes[k - 1]) {
+                    k -= 1;
+                }
+                return Candidate::Wait(k);
+            }
+            if q > i && is_run_start(q) && gate_before(gate, bytes, q) {
+                return Candidate::Run(q);
+            }
+            j = g + 1;
+        }
+        Candidate::None
     }
 
     /// First value inside one complete run piece: `(start, end)` relative to the piece.
     fn confirm(&self, v: &View<'_>, piece: usize, text: &str) -> Option<(usize, usize)> {
+        if text.len() < self.min_len {
+            return None;
+        }
+        let bytes = v.text.as_bytes();
+        if let Some(gate) = &self.context_gate {
+            if !gate_before(gate, bytes, piece) {
+                return None;
+            }
+        }
         if let Some(req) = &self.require {
             if !req.is_match(text) {
                 return None;
             }
         }
-        if let Some(ctx) = &self.context {
-            let lo = floor_char_boundary(v.text, piece.saturating_sub(64).max(v.floor));
-            let before = v.text.get(lo..piece)?;
-            if !ctx.is_match(before) {
-                return None;
-            }
-        }
-        let bytes = v.text.as_bytes();
         let touches = |i: Option<&u8>| i.is_some_and(u8::is_ascii_alphanumeric);
+        let mut context_ok: Option<bool> = None;
         for caps in self.regex.captures_iter(text) {
             let Some(m) = caps.get(self.group) else {
                 continue;
@@ -436,9 +603,21 @@ impl RegexRun {
             {
                 continue;
             }
-            if (self.validate)(m.as_str()) {
-                return Some((m.start(), m.end()));
+            if !(self.validate)(m.as_str()) {
+                continue;
             }
+            if let Some(ctx) = &self.context {
+                let ok = *context_ok.get_or_insert_with(|| {
+                    let lo = floor_char_boundary(v.text, piece.saturating_sub(64).max(v.floor));
+                    v.text
+                        .get(lo..piece)
+                        .is_some_and(|before| ctx.is_match(before))
+                });
+                if !ok {
+                    return None;
+                }
+            }
+            return Some((m.start(), m.end()));
         }
         None
     }
@@ -469,57 +648,69 @@ impl TokenRun {
                 };
             }
         }
+        // Candidates are lead occurrences at a run start; everything else is skipped by the
+        // automaton without looking at runs one by one.
         while i < len {
-            let Some(s) = self.class.find(bytes, i) else {
+            let input = aho_corasick::Input::new(bytes).span(i..len);
+            let Some(m) = self.finder.find(input) else {
                 break;
             };
+            let s = m.start();
+            if s != i && self.class.has(bytes[s - 1]) {
+                // Inside a run that did not begin with a lead.
+                i = s + 1;
+                continue;
+            }
             let e = run_end(bytes, &self.class, s);
             let complete = e < len || v.eof;
-            let run = &v.text[s..e];
-            let lead = self.leads.iter().find(|l| run.starts_with(**l));
-            match lead {
-                Some(_) => match (self.judge)(run, complete) {
-                    Tri::Yes if complete => return Step::Match { start: s, end: e },
-                    Tri::Yes => {
-                        return Step::Open {
-                            start: s,
-                            end: OpenEnd::RunEnd,
-                            scan: e,
-                        }
-                    }
-                    Tri::NeedMore if !complete => {
-                        return Step::Wait {
-                            resume: s,
-                            safe: s,
-                            skip: false,
-                        }
-                    }
-                    _ => {}
-                },
-                None => {
-                    if !complete && self.leads.iter().any(|l| l.starts_with(run)) {
-                        return Step::Wait {
-                            resume: s,
-                            safe: s,
-                            skip: false,
-                        };
+            match (self.judge)(&v.text[s..e], complete) {
+                Tri::Yes if complete => return Step::Match { start: s, end: e },
+                Tri::Yes => {
+                    return Step::Open {
+                        start: s,
+                        end: OpenEnd::RunEnd,
+                        scan: e,
                     }
                 }
+                Tri::NeedMore if !complete => {
+                    return Step::Wait {
+                        resume: s,
+                        safe: s,
+                        skip: false,
+                    }
+                }
+                _ if !complete => {
+                    // This run can hold no value; skip the rest of it as it arrives.
+                    return Step::Wait {
+                        resume: len,
+                        safe: len,
+                        skip: true,
+                    };
+                }
+                _ => i = e,
             }
-            if !complete {
-                // This run can hold no value; skip the rest of it as it arrives.
+        }
+        if !v.eof && i < len {
+            // The run touching the end may still grow into a lead.
+            let mut a = len;
+            while a > from && self.class.has(bytes[a - 1]) {
+                a -= 1;
+            }
+            let tail = &v.text[a..];
+            if a >= i && a < len && self.leads.iter().any(|l| l.starts_with(tail)) {
                 return Step::Wait {
-                    resume: len,
-                    safe: len,
-                    skip: true,
+                    resume: a,
+                    safe: a,
+                    skip: false,
                 };
             }
-            i = e;
         }
+        // Text ending inside a run that cannot hold a token: skip the rest of that run.
+        let in_run = !v.eof && len > from && self.class.has(bytes[len - 1]);
         Step::Wait {
             resume: len,
             safe: len,
-            skip: false,
+            skip: in_run,
         }
     }
 }
@@ -602,4 +793,37 @@ fn find_bytes(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .windows(needle.len())
         .position(|w| w == needle)
         .map(|p| p + from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fast_find_equals_naive(hay in prop::collection::vec(any::<u8>(), 0..200), from in 0usize..210, pick in 0usize..6) {
+            let sets = [
+                ByteSet::from_spec(b"0-9"),
+                ByteSet::from_spec(b"@"),
+                ByteSet::from_spec(b"=:>"),
+                ByteSet::from_spec(b"A-Z0-9 "),
+                ByteSet::from_spec(b"A-Za-z0-9._%+@-"),
+                ByteSet::printable_except(b"\"'"),
+            ];
+            let set = &sets[pick];
+            let naive = hay.get(from..).and_then(|h| h.iter().position(|&b| set.has(b)).map(|p| p + from));
+            prop_assert_eq!(set.find(&hay, from), naive);
+        }
+    }
+
+    #[test]
+    fn specs() {
+        let email = ByteSet::from_spec(b"A-Za-z0-9._%+@-");
+        for b in b"az09._%+@-AZ".iter() {
+            assert!(email.has(*b));
+        }
+        assert!(!email.has(b' ') && !email.has(b'/') && !email.has(0xc3));
+        assert_eq!(ByteSet::from_spec(b"0-9").nranges, 1);
+    }
 }

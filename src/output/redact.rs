@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use super::detectors::{Action, Category, Detector};
-use super::matcher::{find_open_end, OpenEnd, Step, View, PEM_END_TAIL};
+use super::matcher::{find_open_end, Matcher, OpenEnd, Step, View, PEM_END_TAIL};
 
 /// Default length of a run piece: the most text a single run can hold back.
 pub const DEFAULT_HOLDBACK: usize = 512;
@@ -68,10 +68,20 @@ impl Scanner {
         let mut out = String::with_capacity(text.len());
         let mut findings = Vec::new();
         let mut pos = 0;
+        let mut states = vec![DetState::at(0); self.detectors.len()];
         loop {
             let mut best: Option<(usize, usize, usize)> = None;
             for (i, d) in self.detectors.iter().enumerate() {
-                let (s, e) = match d.matcher.step(&view, pos, false) {
+                let st = &mut states[i];
+                let step = match st.cached {
+                    Some(step) => step,
+                    None => {
+                        let step = d.matcher.step(&view, st.resume, st.skip);
+                        st.cached = Some(step);
+                        step
+                    }
+                };
+                let (s, e) = match step {
                     Step::Match { start, end } => (start, end),
                     Step::Open { start, end, scan } => {
                         let e = find_open_end(end, d.matcher.class(), text, scan, true)
@@ -103,6 +113,9 @@ impl Scanner {
                 _ => placeholder(&mut out, &d.id),
             }
             pos = e;
+            for (st, d) in states.iter_mut().zip(&self.detectors) {
+                st.after_commit(&d.matcher, text, 0, pos, self.holdback);
+            }
         }
         Redaction {
             text: out,
@@ -117,7 +130,7 @@ impl Scanner {
             buf: String::new(),
             base: 0,
             released: 0,
-            next: vec![(0, false); self.detectors.len()],
+            states: vec![DetState::at(0); self.detectors.len()],
             open: None,
             blocked: false,
             findings: Vec::new(),
@@ -142,6 +155,86 @@ fn placeholder(out: &mut String, id: &str) {
     out.push(']');
 }
 
+/// What one detector knows, in absolute positions. `from` is the truncation point its
+/// verdicts were computed under; `cached` holds a final verdict (a value ahead, or at the end
+/// of a whole text, none) until a commit makes it stale.
+#[derive(Clone, Copy)]
+struct DetState {
+    from: usize,
+    resume: usize,
+    skip: bool,
+    cached: Option<Step>,
+}
+
+impl DetState {
+    fn at(p: usize) -> Self {
+        DetState {
+            from: p,
+            resume: p,
+            skip: false,
+            cached: None,
+        }
+    }
+
+    /// A value ending at `p` was committed: verdicts about text after `p` survive if the
+    /// truncation at `p` does not split one of this detector's runs. If it does, only the run
+    /// it cut is looked at again; past that run the old verdict still holds. `text` starts at
+    /// absolute offset `base`.
+    fn after_commit(&mut self, m: &Matcher, text: &str, base: usize, p: usize, chop: usize) {
+        let decided_upto = match self.cached {
+            Some(Step::Match { start, .. } | Step::Open { start, .. }) => start,
+            Some(Step::Wait { resume, .. }) => resume,
+            None => self.resume,
+        };
+        let bytes = text.as_bytes();
+        let rel = p - base;
+        if p > decided_upto {
+            *self = DetState::at(p);
+            return;
+        }
+        if p == self.from || m.unsplit_at(bytes, rel) {
+            return;
+        }
+        // The cut run ends at the first byte outside the class; judge just that run.
+        let Some(end) = m.class().map(|c| {
+            rel + bytes[rel..]
+                .iter()
+                .position(|&b| !c.has(b))
+                .unwrap_or(bytes.len() - rel)
+        }) else {
+            *self = DetState::at(p);
+            return;
+        };
+        if end >= bytes.len() || end + base > decided_upto {
+            *self = DetState::at(p);
+            return;
+        }
+        // Keep the whole character that ends the run in view.
+        let mut cut = end + 1;
+        while cut < text.len() && !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let view = View {
+            text: &text[..cut],
+            eof: false,
+            chop,
+            floor: 0,
+        };
+        match m.step(&view, rel, false) {
+            step @ (Step::Match { start, .. } | Step::Open { start, .. }) if start < end => {
+                *self = DetState {
+                    from: p,
+                    resume: p,
+                    skip: false,
+                    cached: Some(shift(step, base, true)),
+                };
+            }
+            // Nothing in the cut run: the old verdict covers everything after it.
+            _ => self.from = end + base,
+        }
+    }
+}
+
 struct OpenValue {
     det: usize,
     start: usize,
@@ -157,8 +250,8 @@ pub struct StreamRedactor<'s> {
     base: usize,
     /// Everything before this has been written out (or suppressed).
     released: usize,
-    /// Per detector: where its scan resumes, and whether that is inside a run known to be clean.
-    next: Vec<(usize, bool)>,
+    /// Per detector: where its scan resumes and any final verdict it has reached.
+    states: Vec<DetState>,
     open: Option<OpenValue>,
     blocked: bool,
     findings: Vec<Finding>,
@@ -299,10 +392,20 @@ impl StreamRedactor<'_> {
             };
             let mut best: Option<(usize, Step, usize)> = None;
             let mut safe = self.buf.len();
-            let mut waits: Vec<(usize, usize, bool)> = Vec::new();
             for (i, d) in scanner.detectors.iter().enumerate() {
-                let (from, skip) = self.next[i];
-                match d.matcher.step(&view, from - self.base, skip) {
+                let st = &mut self.states[i];
+                let step = match st.cached {
+                    // A final verdict from an earlier push, kept in absolute positions.
+                    Some(c) => shift(c, self.base, false),
+                    None => {
+                        let step = d.matcher.step(&view, st.resume - self.base, st.skip);
+                        if !matches!(step, Step::Wait { .. }) {
+                            st.cached = Some(shift(step, self.base, true));
+                        }
+                        step
+                    }
+                };
+                match step {
                     step @ (Step::Match { start, .. } | Step::Open { start, .. }) => {
                         if best.is_none_or(|(bs, _, _)| start < bs) {
                             best = Some((start, step, i));
@@ -314,7 +417,8 @@ impl StreamRedactor<'_> {
                         skip,
                     } => {
                         safe = safe.min(s);
-                        waits.push((i, resume, skip));
+                        st.resume = self.base + resume;
+                        st.skip = skip;
                     }
                 }
             }
@@ -340,13 +444,11 @@ impl StreamRedactor<'_> {
                     let upto = self.base + best.map_or(safe, |(s, _, _)| s.min(safe));
                     self.emit(out, self.released, upto);
                     self.released = self.released.max(upto);
-                    for (i, resume, skip) in waits {
-                        self.next[i] = (self.base + resume, skip);
-                    }
                     let keep = self
-                        .next
+                        .states
                         .iter()
-                        .map(|(n, _)| *n)
+                        .filter(|st| st.cached.is_none())
+                        .map(|st| st.resume)
                         .chain(std::iter::once(self.released))
                         .min()
                         .unwrap_or(self.released);
@@ -371,8 +473,9 @@ impl StreamRedactor<'_> {
             _ => placeholder(out, &d.id),
         }
         self.released = end;
-        for n in &mut self.next {
-            *n = (end, false);
+        let (text, base, chop) = (self.buf.as_str(), self.base, self.scanner.holdback);
+        for (st, d) in self.states.iter_mut().zip(&self.scanner.detectors) {
+            st.after_commit(&d.matcher, text, base, end, chop);
         }
     }
 
@@ -384,6 +487,33 @@ impl StreamRedactor<'_> {
             self.buf.drain(..cut);
             self.base += cut;
         }
+    }
+}
+
+/// Moves a step's positions between buffer-relative and absolute (`to_abs`) coordinates.
+fn shift(step: Step, base: usize, to_abs: bool) -> Step {
+    let f = |x: usize| {
+        if to_abs {
+            x + base
+        } else {
+            x.saturating_sub(base)
+        }
+    };
+    match step {
+        Step::Match { start, end } => Step::Match {
+            start: f(start),
+            end: f(end),
+        },
+        Step::Open { start, end, scan } => Step::Open {
+            start: f(start),
+            end,
+            scan: f(scan),
+        },
+        Step::Wait { resume, safe, skip } => Step::Wait {
+            resume: f(resume),
+            safe: f(safe),
+            skip,
+        },
     }
 }
 

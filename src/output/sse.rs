@@ -81,8 +81,11 @@ impl SseParser {
     }
 
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         let mut i = 0;
-        if self.after_cr && bytes.first() == Some(&b'\n') {
+        if self.after_cr && bytes[0] == b'\n' {
             i = 1;
         }
         self.after_cr = false;

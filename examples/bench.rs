@@ -1,0 +1,134 @@
+//! Benchmarks for the output filter (run natively, and as wasm under node's WASI by
+//! `scripts/bench`). Prints a table; numbers from one run on one machine are comparable with
+//! each other, not with other machines.
+//!
+//! - throughput of the streaming redactor on text with no candidates and on text dense with
+//!   candidates, fed in 4-byte and 16 KiB pieces;
+//! - what a token waits: share of prose tokens released by the push that brought them, and the
+//!   time one push takes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use edgeguard::output::{catalog, CatalogConfig, Scanner};
+
+const PROSE: &str = "The quick brown fox jumps over the lazy dog while the committee reviews \
+the quarterly plan. Streaming answers arrive token by token, and most of them carry nothing \
+sensitive at all: explanations, summaries, lists of steps and friendly closing remarks. ";
+
+const DENSE: &str = "Contact jane.doe@example.com or call +1 415 555 2671. Card 4111 1111 1111 1111, \
+IBAN DE89 3704 0044 0532 0130 00, key AKIAIOSFODNN7EXAMPLE, token 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, \
+password = \"h7Gk29fLq0Xz\", SSN 078-05-1120. ";
+
+fn text(seed: &str, bytes: usize) -> String {
+    let mut s = String::with_capacity(bytes + seed.len());
+    while s.len() < bytes {
+        s.push_str(seed);
+    }
+    s
+}
+
+fn throughput(s: &Scanner, text: &str, chunk: usize) -> f64 {
+    let bytes = text.as_bytes();
+    let mut total = 0usize;
+    let start = Instant::now();
+    let mut rounds = 0;
+    while start.elapsed().as_secs_f64() < 0.6 || rounds < 2 {
+        let mut r = s.stream();
+        let mut out = String::with_capacity(bytes.len());
+        for c in bytes.chunks(chunk) {
+            r.push_bytes(c, &mut out);
+        }
+        r.finish(&mut out);
+        black_box(&out);
+        total += bytes.len();
+        rounds += 1;
+    }
+    total as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn main() {
+    let s = Scanner::new(
+        catalog(&CatalogConfig {
+            canaries: vec!["EGCANARY-bench-0001".into()],
+            ..CatalogConfig::default()
+        })
+        .unwrap(),
+        512,
+    );
+    let prose = text(PROSE, 1 << 20);
+    let dense = text(DENSE, 1 << 18);
+    println!("| input | piece size | MB/s |");
+    println!("|---|---|---|");
+    for (name, t) in [
+        ("no candidates (prose)", &prose),
+        ("dense with candidates", &dense),
+    ] {
+        for chunk in [4usize, 16 << 10] {
+            let label = if chunk == 4 {
+                "4 B".to_string()
+            } else {
+                "16 KiB".to_string()
+            };
+            println!("| {name} | {label} | {:.0} |", throughput(&s, t, chunk));
+        }
+    }
+    let one_shot = {
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed().as_secs_f64() < 0.6 {
+            black_box(s.redact(&prose));
+            n += prose.len();
+        }
+        n as f64 / start.elapsed().as_secs_f64() / 1e6
+    };
+    println!("| no candidates (prose), one-shot | whole | {one_shot:.0} |");
+
+    // Token wait: feed prose the way models stream it, one word-token at a time with its
+    // leading space (" The", " quick", ","), and see how much of each token leaves the filter on
+    // the push that brought it.
+    let mut tokens: Vec<String> = Vec::new();
+    for w in PROSE.split(' ').filter(|w| !w.is_empty()) {
+        let (word, punct) = match w.strip_suffix(['.', ',', ':']) {
+            Some(stripped) => (stripped, &w[stripped.len()..]),
+            None => (w, ""),
+        };
+        tokens.push(format!(" {word}"));
+        if !punct.is_empty() {
+            tokens.push(punct.to_string());
+        }
+    }
+    let tokens: Vec<String> = tokens.iter().cycle().take(20_000).cloned().collect();
+    let mut r = s.stream();
+    let mut out = String::new();
+    let mut ends = Vec::with_capacity(tokens.len());
+    let mut pushed = 0usize;
+    // waits[k] = tokens whose last byte left the filter k pushes after their own.
+    let mut waits = [0usize; 4];
+    let mut next_unreleased = 0usize;
+    let start = Instant::now();
+    for (i, t) in tokens.iter().enumerate() {
+        r.push_str(t, &mut out);
+        pushed += t.len();
+        ends.push(pushed);
+        // Prose passes unchanged, so output length says which tokens are fully out.
+        while next_unreleased <= i && ends[next_unreleased] <= out.len() {
+            waits[(i - next_unreleased).min(3)] += 1;
+            next_unreleased += 1;
+        }
+    }
+    let per_push_us = start.elapsed().as_secs_f64() * 1e6 / tokens.len() as f64;
+    black_box(&out);
+    let pct = |n: usize| 100.0 * n as f64 / tokens.len() as f64;
+    println!();
+    println!(
+        "token wait ({} prose tokens, streamed as \" word\" and punctuation): {:.1}% left the filter on the push \
+         that brought them, {:.1}% one token later, {:.1}% two tokens later, {:.1}% later; one push takes {per_push_us:.2} us",
+        tokens.len(),
+        pct(waits[0]),
+        pct(waits[1]),
+        pct(waits[2]),
+        pct(waits[3])
+    );
+}
