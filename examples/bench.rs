@@ -18,8 +18,8 @@ the quarterly plan. Streaming answers arrive token by token, and most of them ca
 sensitive at all: explanations, summaries, lists of steps and friendly closing remarks. ";
 
 const DENSE: &str = "Contact jane.doe@example.com or call +1 415 555 2671. Card 4111 1111 1111 1111, \
-IBAN DE89 3704 0044 0532 0130 00, key AKIAIOSFODNN7EXAMPLE, token 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, \
-password = \"h7Gk29fLq0Xz\", SSN 078-05-1120. ";
+IBAN DE89 3704 0044 0532 0130 00, key AKIAZ3MSJV4WWNKWW5FG, token 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, \
+password = \"h7Gk29fLq0Xz\", SSN 536-22-8727. ";
 
 fn text(seed: &str, bytes: usize) -> String {
     let mut s = String::with_capacity(bytes + seed.len());

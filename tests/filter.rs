@@ -67,7 +67,7 @@ fn content_of(out: &[u8]) -> String {
 }
 
 const TOKENS: &[&str] = &[
-    "My", " key", " is", " AK", "IAIO", "SFOD", "NN7E", "XAMP", "LE", " and", " mail", " jane",
+    "My", " key", " is", " AK", "IAZ3", "MSJV", "4WWN", "KWW5", "FG", " and", " mail", " jane",
     ".do", "e@ex", "ample", ".com", ".", " Bye",
 ];
 
@@ -168,7 +168,7 @@ fn anthropic_stream_is_filtered_and_flushed_before_stop() {
 #[test]
 fn whole_responses() {
     let s = scanner();
-    let body = json!({"choices":[{"index":0,"message":{"role":"assistant","content":"key AKIAIOSFODNN7EXAMPLE"}}]});
+    let body = json!({"choices":[{"index":0,"message":{"role":"assistant","content":"key AKIAZ3MSJV4WWNKWW5FG"}}]});
     let f = filter_json(&s, Protocol::OpenAiChat, body.to_string().as_bytes()).unwrap();
     let v: Value = serde_json::from_slice(&f.body).unwrap();
     assert_eq!(

@@ -34,8 +34,8 @@ const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3
 /// Pieces that stress every detector: values, near misses, separators, non-ASCII text.
 fn fragments() -> Vec<&'static str> {
     vec![
-        "AKIAIOSFODNN7EXAMPLE",
-        "AKIAIOSFODNN7EXAMPL",
+        "AKIAZ3MSJV4WWNKWW5FG",
+        "AKIAZ3MSJV4WWNKWW5F",
         "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",
         "ghp_short",
         "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0",
@@ -55,7 +55,7 @@ fn fragments() -> Vec<&'static str> {
         "5500 0000 0000 0004",
         "DE89 3704 0044 0532 0130 00",
         "GB82WEST12345698765432",
-        "078-05-1120",
+        "536-22-8727",
         "000-12-3456",
         "+1 415 555 2671",
         "(415) 555-2671",
@@ -142,12 +142,12 @@ proptest! {
     #[test]
     fn values_never_reach_the_output(prefix in "[a-z ]{0,12}", suffix in "[a-z .]{0,12}", which in 0usize..9, cuts in prop::collection::vec(any::<usize>(), 0..30)) {
         let values = [
-            "AKIAIOSFODNN7EXAMPLE",
+            "AKIAZ3MSJV4WWNKWW5FG",
             "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",
             "alice.smith@example.com",
             "4111 1111 1111 1111",
             "DE89 3704 0044 0532 0130 00",
-            "078-05-1120",
+            "536-22-8727",
             PEM,
             CANARY,
             "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
@@ -240,7 +240,7 @@ fn validators_reject_lookalikes() {
         "GB82WEST12345698765433",
         "000-12-3456",
         "666-12-3456",
-        "version 1.2.3.4.5",
+        "version 1.2.3",
         "call me at 12",
         "sk-learn is a library",
         "eyJ is how JSON starts in base64",

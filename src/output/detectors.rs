@@ -75,8 +75,8 @@ const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
 const PHONE_CLASS: ByteSet = ByteSet::from_spec(b"0-9 ()+.-");
 const PHONE_START: ByteSet = ByteSet::from_spec(b"0-9+(");
 const CARD_CLASS: ByteSet = ByteSet::from_spec(b"0-9 -");
-const SSN_CLASS: ByteSet = ByteSet::from_spec(b"0-9 -");
-const IBAN_CLASS: ByteSet = ByteSet::from_spec(b"A-Z0-9 ");
+const SSN_CLASS: ByteSet = ByteSet::from_spec(b"0-9 .-");
+const IBAN_CLASS: ByteSet = ByteSet::from_spec(b"A-Z0-9 -");
 const IBAN_START: ByteSet = ByteSet::from_spec(b"A-Z");
 const IPV4_CLASS: ByteSet = ByteSet::from_spec(b"0-9.");
 const IPV6_CLASS: ByteSet = ByteSet::from_spec(b"0-9A-Fa-f:.");
@@ -88,10 +88,10 @@ const TOKEN_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_-");
 const JWT_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_.-");
 const URL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_./:-");
 /// Values of `key = value` assignments: printable, without quotes and separators.
-const VALUE_CLASS: ByteSet = ByteSet::printable_except(b"\"'`,;<>(){}[]");
+const VALUE_CLASS: ByteSet = ByteSet::printable_except(b"\"'`,;<>(){}[]\\");
 const NONSPACE: ByteSet = ByteSet::printable_except(b"");
-/// What stands right before an assigned value: `=`, `:`, `=>`.
-const ASSIGN: ByteSet = ByteSet::from_spec(b"=:>");
+/// What stands right before an assigned value: `=`, `:`, `=>`, `>` (XML), `,` (a call).
+const ASSIGN: ByteSet = ByteSet::from_spec(b"=:>,");
 
 fn re(pattern: &str) -> Option<Regex> {
     Regex::new(pattern).ok()
@@ -196,6 +196,7 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
                 "xoxs-",
                 "xoxe-",
                 "xoxe.xoxp-",
+                "xoxe.xoxb-",
                 "xapp-",
             ],
             judge_slack,
@@ -203,13 +204,19 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
         ),
         (
             "slack_webhook",
-            &["https://hooks.slack.com/", "hooks.slack.com/"],
+            &[
+                "https://hooks.slack.com/",
+                "http://hooks.slack.com/",
+                "hooks.slack.com/",
+            ],
             judge_slack_webhook,
             URL_CLASS,
         ),
         (
             "stripe_key",
-            &["sk_live_", "rk_live_", "sk_test_", "rk_test_"],
+            &[
+                "sk_live_", "rk_live_", "sk_test_", "rk_test_", "sk_prod_", "rk_prod_",
+            ],
             judge_stripe,
             TOKEN_CLASS,
         ),
@@ -262,7 +269,7 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
         (
             "credit_card",
             Action::Redact,
-            r"[0-9](?:[ -]?[0-9]){11,18}",
+            r"[0-9]{4}(?:[ -]?[0-9]{2,7}){1,4}|[0-9]{12,19}",
             CARD_CLASS,
             DIGIT,
             None,
@@ -271,7 +278,7 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
         (
             "us_ssn",
             Action::Redact,
-            r"[0-9]{3}[- ]?[0-9]{2}[- ]?[0-9]{4}",
+            r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}|[0-9]{3}-[0-9]{6}|[0-9]{5}-[0-9]{4}",
             SSN_CLASS,
             DIGIT,
             None,
@@ -280,7 +287,7 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
         (
             "iban",
             Action::Redact,
-            r"[A-Z]{2}[0-9]{2} ?(?:[A-Z0-9]{4} ?){2,7}[A-Z0-9]{1,4}",
+            r"[A-Z]{2}[0-9]{2}[ -]?(?:[A-Z0-9]{4}[ -]?){2,7}[A-Z0-9]{1,4}",
             IBAN_CLASS,
             IBAN_START,
             Some(DIGIT),
@@ -307,7 +314,7 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
         (
             "ipv4",
             Action::Off,
-            r"^([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})\.?$",
+            r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
             IPV4_CLASS,
             DIGIT,
             None,
@@ -316,7 +323,7 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
         (
             "ipv6",
             Action::Off,
-            r"[0-9A-Fa-f:.]{2,45}",
+            r"[0-9A-Fa-f:]*:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|[0-9A-Fa-f:]{2,39}",
             IPV6_CLASS,
             IPV6_START,
             Some(COLON),
@@ -340,6 +347,8 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
                 .bounded()
                 .group(group)
                 .min_len(min_len);
+            // Cutting an IPv6 address at a dot leaves another valid address: never shrink it.
+            let run = if id == "ipv6" { run } else { run.shrink() };
             Matcher::Regex(Box::new(match trigger {
                 Some(t) => run.trigger(t),
                 None => run,
@@ -380,34 +389,50 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
 }
 
 /// Names under which secrets are assigned in code, config files and prose.
-const SECRET_NAMES: &str = r"(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key|client[_-]?secret|private[_-]?key|credential)s?[A-Za-z0-9_.-]{0,20}";
+const SECRET_NAMES: &str = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?(?:key|token)|[_-]auth|client[_-]?secret|private[_-]?key|credential)s?[A-Za-z0-9_.-]{0,20}";
 
-/// `password: "value"`: the value is its own run; the name stands before it.
+/// Assignment operators across config files and languages.
+const ASSIGN_OPS: &str = r"(?:::=|:::=|:=|=>|\?=|\.=|\|\|=|[:=])";
+
+/// Names that hold identifiers, locations or public values, not secrets.
+const NOT_SECRET_NAMES: &str = r#"(?i)(?:(?:id|ids|name|names|url|uri|path|file|dir|type|mode|public[a-z_]*)(?:["'\]>]|\s+[a-z]+)?|(?:csrf|xsrf|nonce)[A-Za-z0-9_.-]*)\s{0,3}"#;
+
+/// `password: "value"`: the value is its own run; the name stands before it, as an
+/// assignment, an XML element, or the first argument of a call (`set("api_token", "...")`).
 fn assignment_value() -> Option<RegexRun> {
     let ctx = re(&format!(
-        r#"(?i){SECRET_NAMES}["']?\s{{0,3}}(?::=|=>|[:=])\s{{0,3}}["']?$"#
+        r#"(?i)(?:{SECRET_NAMES}["'\]]?(?:\s+(?:string|str|var|const|let))?\s{{0,3}}{ASSIGN_OPS}\s{{0,3}}["'`]?|<[A-Za-z0-9_.:-]*{SECRET_NAMES}>\s*|{SECRET_NAMES}["']\s*,\s*["'])$"#
     ))?;
-    let run = RegexRun::new(VALUE_CLASS, VALUE_CLASS, re(r"^[^\s=:]{8,200}$")?);
+    let deny = not_secret_names()?;
+    let run = RegexRun::new(VALUE_CLASS, VALUE_CLASS, re(r"^[^\s=:]{8,200}={0,2}$")?);
     // A plausible secret has a digit: runs without one are not looked at.
     Some(
         run.validate(plausible_secret)
             .context(ctx)
+            .context_deny(deny)
             .context_gate(ASSIGN)
             .trigger(DIGIT)
             .min_len(8),
     )
 }
 
+fn not_secret_names() -> Option<Regex> {
+    re(&format!(
+        r#"{NOT_SECRET_NAMES}(?:{ASSIGN_OPS}|,)?\s{{0,3}}["'`]?$"#
+    ))
+}
+
 /// `password=value` in one run.
 fn assignment_inline() -> Option<RegexRun> {
     let r = re(&format!(
-        r"(?i){SECRET_NAMES}(?::=|=>|[:=])([^\s=]{{8,200}})$"
+        r"(?i){SECRET_NAMES}{ASSIGN_OPS}([^\s=]{{8,200}}={{0,2}})$"
     ))?;
     let run = RegexRun::new(VALUE_CLASS, VALUE_CLASS, r);
     Some(
         run.trigger(ByteSet::from_spec(b"=:"))
             .group(1)
             .validate(plausible_secret)
+            .context_deny(not_secret_names()?)
             .min_len(11),
     )
 }
@@ -420,11 +445,17 @@ fn all_in(s: &str, class: &ByteSet) -> bool {
     s.bytes().all(|b| class.has(b))
 }
 
-fn fixed_len(run: &str, complete: bool, total: usize) -> Tri {
+/// A random part that is a placeholder: low entropy (`xxxx`, `1231231`) or documentation.
+fn placeholder_part(part: &str) -> bool {
+    entropy(part) < 3.0 || part.contains("EXAMPLE") || part.contains("example")
+}
+
+/// Exactly `total` bytes, judged when the run is complete.
+fn fixed_len(run: &str, complete: bool, total: usize, lead: usize) -> Tri {
     if run.len() > total {
         Tri::No
     } else if complete {
-        if run.len() == total {
+        if run.len() == total && !placeholder_part(&run[lead..]) {
             Tri::Yes
         } else {
             Tri::No
@@ -434,9 +465,15 @@ fn fixed_len(run: &str, complete: bool, total: usize) -> Tri {
     }
 }
 
-fn at_least(run: &str, complete: bool, min: usize) -> Tri {
+/// At least `min` bytes; only the first `min` are judged, so a verdict never changes as the
+/// run grows.
+fn at_least(run: &str, complete: bool, min: usize, lead: usize) -> Tri {
     if run.len() >= min {
-        Tri::Yes
+        if placeholder_part(&run[lead.min(min)..min]) {
+            Tri::No
+        } else {
+            Tri::Yes
+        }
     } else if complete {
         Tri::No
     } else {
@@ -444,14 +481,25 @@ fn at_least(run: &str, complete: bool, min: usize) -> Tri {
     }
 }
 
+fn lead_len(run: &str, leads: &[&str]) -> usize {
+    leads
+        .iter()
+        .filter(|l| run.starts_with(**l))
+        .map(|l| l.len())
+        .max()
+        .unwrap_or(0)
+}
+
 fn judge_aws_key_id(run: &str, complete: bool) -> Tri {
-    if !run
+    // Four-letter prefix, then 16 base32 characters (A-Z, 2-7).
+    let body = run.get(4..).unwrap_or("");
+    if !body
         .bytes()
-        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
     {
         return Tri::No;
     }
-    fixed_len(run, complete, 20)
+    fixed_len(run, complete, 20, 0)
 }
 
 fn judge_github(run: &str, complete: bool) -> Tri {
@@ -460,28 +508,35 @@ fn judge_github(run: &str, complete: bool) -> Tri {
     if !all_in(&run[4..run.len().min(40)], &ALNUM) {
         return Tri::No;
     }
-    at_least(run, complete, 40)
+    at_least(run, complete, 40, 4)
 }
 
 fn judge_github_pat(run: &str, complete: bool) -> Tri {
-    at_least(run, complete, "github_pat_".len() + 70)
+    at_least(run, complete, "github_pat_".len() + 70, "github_pat_".len())
 }
 
 fn judge_gitlab(run: &str, complete: bool) -> Tri {
-    at_least(run, complete, 26)
+    let lead = lead_len(run, &["glpat-", "glptt-", "gldt-", "glrt-", "GR1348941"]);
+    at_least(run, complete, lead + 20, lead)
 }
 
 fn judge_slack(run: &str, complete: bool) -> Tri {
-    // xoxb-<digits>-<digits>-<alnum>: at least 20 characters with a digit group.
-    let has_digits = run.bytes().filter(u8::is_ascii_digit).count() >= 6;
-    if run.len() >= 24 && has_digits {
+    // Slack tokens: digit groups (team, user, bot ids) and a random part, or one long random
+    // part (configuration and refresh tokens). Every condition only grows with the run.
+    let body = run.split_once('-').map_or("", |(_, b)| b);
+    let groups: Vec<&str> = body.split('-').collect();
+    let ids = groups
+        .iter()
+        .filter(|g| g.len() >= 6 && g.bytes().all(|b| b.is_ascii_digit()))
+        .count();
+    let random = groups
+        .iter()
+        .any(|g| g.len() >= 10 && g.bytes().any(|b| b.is_ascii_alphabetic()));
+    let long = groups.iter().any(|g| g.len() >= 40);
+    if (ids >= 1 && random) || long {
         Tri::Yes
     } else if complete {
-        if run.len() >= 15 && has_digits {
-            Tri::Yes
-        } else {
-            Tri::No
-        }
+        Tri::No
     } else {
         Tri::NeedMore
     }
@@ -508,11 +563,26 @@ fn judge_slack_webhook(run: &str, complete: bool) -> Tri {
 }
 
 fn judge_stripe(run: &str, complete: bool) -> Tri {
-    at_least(run, complete, 8 + 20)
+    at_least(run, complete, 8 + 20, 8)
 }
 
 fn judge_anthropic(run: &str, complete: bool) -> Tri {
-    at_least(run, complete, 40)
+    // sk-ant-<kind><nn>- then 93 characters and "AA".
+    let Some(kind_end) = run[7..].find('-').map(|i| i + 8) else {
+        return if complete { Tri::No } else { Tri::NeedMore };
+    };
+    let total = kind_end + 93 + 2;
+    if run.len() > total {
+        Tri::No
+    } else if complete {
+        if run.len() == total && run.ends_with("AA") {
+            Tri::Yes
+        } else {
+            Tri::No
+        }
+    } else {
+        Tri::NeedMore
+    }
 }
 
 fn judge_openai(run: &str, complete: bool) -> Tri {
@@ -531,7 +601,7 @@ fn judge_openai(run: &str, complete: bool) -> Tri {
 }
 
 fn judge_google(run: &str, complete: bool) -> Tri {
-    fixed_len(run, complete, 39)
+    fixed_len(run, complete, 39, 4)
 }
 
 fn judge_jwt(run: &str, complete: bool) -> Tri {
@@ -633,9 +703,9 @@ fn valid_card(s: &str) -> bool {
     let p4 = prefix(4);
     let p6 = prefix(6);
     match d[0] {
-        4 => matches!(len, 13 | 16 | 19),              // Visa
-        5 => (51..=55).contains(&p2) && len == 16,     // Mastercard
-        2 => (2221..=2720).contains(&p4) && len == 16, // Mastercard 2-series
+        4 => matches!(len, 13 | 16 | 19),                          // Visa
+        5 => ((51..=55).contains(&p2) || p4 == 5019) && len == 16, // Mastercard, Dankort
+        2 => (2221..=2720).contains(&p4) && len == 16,             // Mastercard 2-series
         3 => {
             ((p2 == 34 || p2 == 37) && len == 15)                  // Amex
                 || ((300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39) && (14..=19).contains(&len) // Diners
@@ -648,19 +718,15 @@ fn valid_card(s: &str) -> bool {
                 || matches!(p4, 6304 | 6759 | 6761 | 6762 | 6763) && (12..=19).contains(&len)
             // Maestro
         }
-        1 => p4 == 1800 && len == 15, // legacy JCB
+        1 => len == 15, // UATP
         _ => false,
     }
 }
 
 fn valid_ssn(s: &str) -> bool {
-    let seps: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_digit()).collect();
-    // Either no separators or two identical ones.
-    if !(seps.is_empty() || (seps.len() == 2 && seps[0] == seps[1])) {
-        return false;
-    }
     let d = digits_of(s);
-    if d.len() != 9 {
+    let seps: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_digit()).collect();
+    if d.len() != 9 || seps.windows(2).any(|w| w[0] != w[1]) {
         return false;
     }
     let area = u32::from(d[0]) * 100 + u32::from(d[1]) * 10 + u32::from(d[2]);
@@ -669,11 +735,11 @@ fn valid_ssn(s: &str) -> bool {
     if area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0 {
         return false;
     }
-    // Well-known invalid examples and runs of one digit.
-    if d.iter().all(|&x| x == d[0]) || s.replace(['-', ' '], "") == "123456789" {
-        return false;
-    }
-    true
+    // Runs of one digit, counting sequences, and numbers published as examples (the
+    // Woolworth wallet card 078-05-1120, the 219-09-9999 advertisement).
+    let plain: String = d.iter().map(|x| char::from(b'0' + x)).collect();
+    !(d.iter().all(|&x| x == d[0])
+        || ["123456789", "987654321", "078051120", "219099999"].contains(&plain.as_str()))
 }
 
 /// IBAN length per country (ISO 13616 registry).
@@ -771,7 +837,7 @@ const IBAN_LENGTHS: &[(&str, usize)] = &[
 fn valid_iban(s: &str) -> bool {
     let compact: Vec<u8> = s
         .bytes()
-        .filter(|b| *b != b' ')
+        .filter(|b| !matches!(b, b' ' | b'-'))
         .map(|b| b.to_ascii_uppercase())
         .collect();
     if compact.len() < 15 {
@@ -785,8 +851,8 @@ fn valid_iban(s: &str) -> bool {
         _ => return false,
     }
     // Spaces, if any, every four characters.
-    if s.contains(' ') {
-        let groups: Vec<&str> = s.split(' ').collect();
+    if s.contains([' ', '-']) {
+        let groups: Vec<&str> = s.split([' ', '-']).collect();
         if groups[..groups.len() - 1].iter().any(|g| g.len() != 4) {
             return false;
         }
@@ -830,9 +896,14 @@ fn valid_phone(s: &str) -> bool {
         // E.164: country code then up to 15 digits in all.
         return (8..=15).contains(&d.len()) && d[0] != 0;
     }
-    // National formats: 10 or 11 digits, with separators or a leading 0/1 trunk prefix.
+    // National formats: 10 or 11 digits with separators, 9 or more after a 0 trunk prefix
+    // with separators, or a mainland-China mobile number (1[3-9] and 9 digits).
     let has_sep = s.bytes().any(|b| matches!(b, b' ' | b'-' | b'.' | b'('));
-    if !(10..=11).contains(&d.len()) || !has_sep {
+    if !has_sep {
+        return d.len() == 11 && d[0] == 1 && (3..=9).contains(&d[1]);
+    }
+    let trunk = d[0] == 0 && d[1] != 0 && (9..=11).contains(&d.len());
+    if !(10..=11).contains(&d.len()) && !trunk {
         return false;
     }
     // Dates, versions and plain counts look different: reject dotted groups of 1-2 digits.
@@ -898,6 +969,22 @@ fn plausible_secret(v: &str) -> bool {
         "none",
     ];
     if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
+        return false;
+    }
+    // Host names (`lb1.api.example.com`) are not secrets.
+    if v.matches('.').count() >= 2
+        && v.rsplit('.').next().is_some_and(|tld| {
+            let tld = tld.split(':').next().unwrap_or(tld);
+            (2..=6).contains(&tld.len()) && tld.bytes().all(|b| b.is_ascii_lowercase())
+        })
+    {
+        return false;
+    }
+    // Dotted versions (`jackson-0.11.2`) are not secrets.
+    let b = v.as_bytes();
+    if b.windows(3)
+        .any(|w| w[0].is_ascii_digit() && w[1] == b'.' && w[2].is_ascii_digit())
+    {
         return false;
     }
     let has_digit = v.bytes().any(|b| b.is_ascii_digit());

@@ -194,6 +194,11 @@ pub struct RegexRun {
     /// With a look-back context: the last byte before the run (past blanks and quotes) must
     /// be one of these. A cheap test that spares the context regex on most runs.
     pub context_gate: Option<ByteSet>,
+    /// The value does not count if the text right before it (look-back and run) matches this.
+    pub context_deny: Option<Regex>,
+    /// When a match fails validation, try it again without trailing groups (cut at a space,
+    /// dash or dot): "4111 1111 1111 1111 2023" still holds a card number.
+    pub shrink: bool,
 }
 
 impl RegexRun {
@@ -212,7 +217,19 @@ impl RegexRun {
             bounded: false,
             min_len: 1,
             context_gate: None,
+            context_deny: None,
+            shrink: false,
         }
+    }
+
+    pub fn context_deny(mut self, d: Regex) -> Self {
+        self.context_deny = Some(d);
+        self
+    }
+
+    pub fn shrink(mut self) -> Self {
+        self.shrink = true;
+        self
     }
 
     pub fn min_len(mut self, n: usize) -> Self {
@@ -398,7 +415,7 @@ fn gate_before(gate: &ByteSet, bytes: &[u8], q: usize) -> bool {
         .iter()
         .rev()
         .take(8)
-        .find(|&&b| !matches!(b, b' ' | b'\t' | b'"' | b'\''))
+        .find(|&&b| !matches!(b, b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'`'))
         .is_some_and(|&b| gate.has(b))
 }
 
@@ -552,7 +569,10 @@ impl RegexRun {
         let mut j = i;
         while let Some(g) = gate.find(bytes, j) {
             let mut q = g + 1;
-            while q < len && q - g <= 8 && matches!(bytes[q], b' ' | b'\t' | b'"' | b'\'') {
+            while q < len
+                && q - g <= 8
+                && matches!(bytes[q], b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'`')
+            {
                 q += 1;
             }
             if q >= len {
@@ -597,15 +617,30 @@ impl RegexRun {
             if m.is_empty() {
                 continue;
             }
-            let (s, e) = (piece + m.start(), piece + m.end());
-            if self.bounded
-                && (touches(s.checked_sub(1).and_then(|p| bytes.get(p))) || touches(bytes.get(e)))
-            {
+            let s = piece + m.start();
+            if self.bounded && touches(s.checked_sub(1).and_then(|p| bytes.get(p))) {
                 continue;
             }
-            if !(self.validate)(m.as_str()) {
-                continue;
+            // The longest acceptable prefix of the match: the whole of it, or (with `shrink`)
+            // the match cut before a trailing separator.
+            let value = m.as_str();
+            let mut len = Some(value.len());
+            while let Some(l) = len {
+                let e = s + l;
+                if l > 0 && !(self.bounded && touches(bytes.get(e))) && (self.validate)(&value[..l])
+                {
+                    break;
+                }
+                len = if self.shrink {
+                    value[..l].rfind([' ', '-', '.']).filter(|&c| c > 0)
+                } else {
+                    None
+                };
             }
+            let Some(l) = len else {
+                continue;
+            };
+            let m_end = m.start() + l;
             if let Some(ctx) = &self.context {
                 let ok = *context_ok.get_or_insert_with(|| {
                     let lo = floor_char_boundary(v.text, piece.saturating_sub(64).max(v.floor));
@@ -617,7 +652,17 @@ impl RegexRun {
                     return None;
                 }
             }
-            return Some((m.start(), m.end()));
+            if let Some(deny) = &self.context_deny {
+                // The text right before the value (look-back and the run up to the value).
+                let lo = floor_char_boundary(v.text, s.saturating_sub(64).max(v.floor));
+                if v.text
+                    .get(lo..s)
+                    .is_some_and(|before| deny.is_match(before))
+                {
+                    continue;
+                }
+            }
+            return Some((m.start(), m_end));
         }
         None
     }

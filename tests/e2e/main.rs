@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 pub const ORIGIN_SECRET: &str = "sk-origin-test-credential";
 pub const CANARY: &str = "EGCANARY-7c41d9e2";
-pub const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const AWS_KEY: &str = "AKIAZ3MSJV4WWNKWW5FG";
 pub const CARD: &str = "4111 1111 1111 1111";
 pub const EMAIL: &str = "jane.doe@example.com";
 pub const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yL4Wn2ZPnBNkZ7zG9DJ1p3N0r4I1ggNJx0VpIbDnbi0B1cJpMAK+\n-----END RSA PRIVATE KEY-----";
