@@ -34,6 +34,9 @@ pub struct KeyRecord {
     /// A disabled key is refused like an unknown one.
     #[serde(default)]
     pub disabled: bool,
+    /// Per-key overrides of the tier's limits.
+    #[serde(default)]
+    pub limits: Option<crate::limits::Tier>,
 }
 
 fn default_tier() -> String {

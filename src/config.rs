@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+use std::collections::BTreeMap;
+
+use crate::limits::Tier;
 use crate::output::{Action, CatalogConfig, CustomDetector, DEFAULT_HOLDBACK};
 
 /// How the origin credential is presented.
@@ -24,6 +27,15 @@ pub enum UnparseablePolicy {
     RawScan,
 }
 
+/// What to do when the limiter cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimiterFailure {
+    /// Refuse with 503 (default).
+    Closed,
+    /// Forward the request, mark it and log loudly.
+    Open,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub origin_url: String,
@@ -38,6 +50,14 @@ pub struct Config {
     pub output_holdback: usize,
     pub unparseable: UnparseablePolicy,
     pub detectors: CatalogConfig,
+    /// Named limit tiers; keys pick one by name (`default` when they name none).
+    pub tiers: BTreeMap<String, Tier>,
+    pub limiter_failure: LimiterFailure,
+    pub limiter_timeout_ms: u64,
+    /// How long a concurrency lease lives when its release never arrives.
+    pub lease_ttl_ms: u64,
+    /// Unknown-key attempts per minute from one address before it is refused.
+    pub auth_failures_per_minute: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +211,32 @@ impl Config {
         };
         // Compile once here so a bad pattern is a configuration error, not a per-request one.
         crate::output::catalog(&detectors).map_err(|e| err("CUSTOM_DETECTORS", e))?;
+        let tiers: BTreeMap<String, Tier> = match get("LIMIT_TIERS") {
+            None => BTreeMap::new(),
+            Some(v) if v.trim().is_empty() => BTreeMap::new(),
+            Some(v) => serde_json::from_str(&v).map_err(|e| {
+                err(
+                    "LIMIT_TIERS",
+                    format!("expected {{\"tier\": {{\"requests_per_minute\": n, ...}}}}: {e}"),
+                )
+            })?,
+        };
+        let limiter_failure = match get("LIMITER_FAILURE").as_deref().map(str::trim) {
+            None | Some("closed") => LimiterFailure::Closed,
+            Some("open") => LimiterFailure::Open,
+            Some(other) => {
+                return Err(err(
+                    "LIMITER_FAILURE",
+                    format!("expected closed or open, got {other:?}"),
+                ))
+            }
+        };
         Ok(Config {
+            tiers,
+            limiter_failure,
+            limiter_timeout_ms: number(get, "LIMITER_TIMEOUT_MS", 2_000, 50, 30_000)?,
+            lease_ttl_ms: number(get, "LEASE_TTL_MS", 900_000, 1_000, 86_400_000)?,
+            auth_failures_per_minute: number(get, "AUTH_FAILURES_PER_MINUTE", 20, 1, 10_000)?,
             origin_url,
             origin_api_key,
             origin_auth,
@@ -209,6 +254,22 @@ impl Config {
             )?,
             unparseable,
             detectors,
+        })
+    }
+}
+
+impl Config {
+    /// The limits for a key: its tier (or `default`), with the key's own overrides on top.
+    /// A key naming a tier that does not exist gets `None`: it fails closed.
+    pub fn limits_for(&self, tier: &str, overrides: Option<&Tier>) -> Option<Tier> {
+        let base = match self.tiers.get(tier) {
+            Some(t) => *t,
+            None if tier == "default" => Tier::default(),
+            None => return None,
+        };
+        Some(match overrides {
+            Some(o) => base.overridden_by(o),
+            None => base,
         })
     }
 }

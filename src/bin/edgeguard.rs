@@ -97,6 +97,7 @@ fn mint(args: &[String]) -> ExitCode {
         tools: list("--tools"),
         monitor_only: has(args, "--monitor-only"),
         disabled: false,
+        limits: None,
     };
     let out = json!({"key": key, "kv_key": kv_key(&key), "record": record});
     println!("{out}");

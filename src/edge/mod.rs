@@ -13,9 +13,13 @@ use worker::{
     Fetch, Headers, Method, Request, RequestInit, Response,
 };
 
+mod limiter;
+
 use crate::api_error::ApiError;
 use crate::auth::{self, KeyRecord};
+use crate::config::LimiterFailure;
 use crate::config::{Config, OriginAuth, UnparseablePolicy};
+use crate::limits::{self, Decision, Tier};
 use crate::output::filter::{filter_json, FilterError, Outcome, StreamFilter};
 use crate::output::{catalog, Scanner};
 use crate::proxy::{self, Protocol, Route};
@@ -80,8 +84,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         route: req.path(),
         ..RequestLog::default()
     }));
-    let result = handle(req, &env, &ctx, &rid, &log, started).await;
-    let response = match result {
+    let extra: Extra = Rc::new(RefCell::new(Vec::new()));
+    let result = handle(req, &env, &ctx, &rid, &log, started, &extra).await;
+    let mut response = match result {
         Ok(Handled::Done(r)) => {
             let mut l = log.borrow_mut();
             l.status = r.status_code();
@@ -99,7 +104,84 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             error_response(&e, &rid)?
         }
     };
+    // Rate-limit headers go on every response the limiter had a say in.
+    let h = response.headers_mut();
+    for (k, v) in extra.borrow().iter() {
+        let _ = h.set(k, v);
+    }
     Ok(response)
+}
+
+/// Headers added to whatever response the request ends with.
+type Extra = Rc<RefCell<Vec<(String, String)>>>;
+
+/// Tokens and a concurrency lease held for one request, returned when it ends.
+#[derive(Clone)]
+struct Reservation {
+    key_id: String,
+    tier: Tier,
+    lease_id: String,
+    reserved: u32,
+}
+
+/// Returns a reservation after the response (survives a client that went away).
+fn release_later(ctx: &Context, env: &Env, res: Reservation, used: u32, timeout_ms: u64) {
+    let env = env.clone();
+    ctx.wait_until(async move {
+        release(&env, res, used, timeout_ms).await;
+    });
+}
+
+async fn release(env: &Env, res: Reservation, used: u32, timeout_ms: u64) {
+    let body = limiter::ReleaseBody {
+        tier: res.tier,
+        lease_id: res.lease_id,
+        reserved: res.reserved,
+        used: used.min(res.reserved),
+    };
+    let r: Result<String, String> = limiter::call_text(
+        env,
+        &format!("key:{}", res.key_id),
+        "/release",
+        &body,
+        timeout_ms,
+    )
+    .await;
+    if let Err(e) = r {
+        console_error!("limiter release failed for key {}: {e}", res.key_id);
+    }
+}
+
+/// Tokens a usage object reports (OpenAI `total_tokens`, or prompt + completion; Anthropic
+/// input + output).
+fn usage_tokens(u: &Value) -> Option<u32> {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64);
+    let total = n("total_tokens")
+        .or_else(|| Some(n("prompt_tokens")? + n("completion_tokens")?))
+        .or_else(|| Some(n("input_tokens").unwrap_or(0) + n("output_tokens")?))?;
+    u32::try_from(total).ok()
+}
+
+/// Estimated prompt tokens of a chat request: every string in its messages and system fields.
+fn prompt_tokens(body: &serde_json::Map<String, Value>) -> u32 {
+    fn walk(v: &Value, bytes: &mut usize, words: &mut usize) {
+        match v {
+            Value::String(s) => {
+                *bytes += s.len();
+                *words += s.split_whitespace().count();
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, bytes, words)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, bytes, words)),
+            _ => {}
+        }
+    }
+    let (mut bytes, mut words) = (0, 0);
+    for k in ["messages", "system", "instructions", "tools"] {
+        if let Some(v) = body.get(k) {
+            walk(v, &mut bytes, &mut words);
+        }
+    }
+    limits::estimate_tokens(bytes, words)
 }
 
 enum Handled {
@@ -107,6 +189,7 @@ enum Handled {
     Streaming(Response),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     mut req: Request,
     env: &Env,
@@ -114,6 +197,7 @@ async fn handle(
     rid: &str,
     log: &Rc<RefCell<RequestLog>>,
     started: u64,
+    extra: &Extra,
 ) -> Result<Handled, ApiError> {
     let path = req.path();
     let method = req.method();
@@ -141,7 +225,15 @@ async fn handle(
         ApiError::internal()
     })?;
     let cfg = &loaded.config;
-    let record = lookup_key(env, &key).await?;
+    let client = header("cf-connecting-ip").unwrap_or_else(|| "unknown".into());
+    if auth_blocked(&client) {
+        return Err(too_many_auth_failures());
+    }
+    let record = match lookup_key(env, &key).await {
+        Ok(r) => r,
+        Err(e) if e.status == 401 => return Err(auth_failed(env, cfg, &client, e).await),
+        Err(e) => return Err(e),
+    };
     {
         let mut l = log.borrow_mut();
         l.key_id = Some(record.key_id.clone());
@@ -176,11 +268,257 @@ async fn handle(
         l.stream = meta.stream;
     }
 
+    let tier = cfg
+        .limits_for(&record.tier, record.limits.as_ref())
+        .ok_or_else(|| {
+            console_error!(
+                "key {} names an unknown tier {:?}",
+                record.key_id,
+                record.tier
+            );
+            ApiError::internal()
+        })?;
+    let mut parsed = parsed;
+    let client_wants_usage = parsed
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let reservation = if tier.is_unlimited() {
+        None
+    } else {
+        let requested = parsed
+            .get("max_completion_tokens")
+            .or_else(|| parsed.get("max_tokens"))
+            .and_then(Value::as_u64)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let completion = requested.or(tier.max_tokens).unwrap_or(1024);
+        let reserve = if tier.tokens_per_minute.is_some() {
+            prompt_tokens(&parsed).saturating_add(completion)
+        } else {
+            0
+        };
+        if tier.tokens_per_minute.is_some() && protocol == Protocol::OpenAiChat && meta.stream {
+            // Ask the origin for the real usage so the reservation can be settled exactly.
+            let opts = parsed
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Value::Object(o) = opts {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        acquire(env, cfg, &record, tier, reserve, rid, extra).await?
+    };
+    let result = forward(
+        req,
+        parsed,
+        ForwardCtx {
+            env,
+            ctx,
+            rid,
+            log,
+            started,
+            loaded,
+            protocol,
+            path: &path,
+            stream: meta.stream,
+            hide_usage: !client_wants_usage,
+            reservation: reservation.clone(),
+        },
+    )
+    .await;
+    if let Some(res) = reservation {
+        match &result {
+            Ok((Handled::Streaming(_), _)) => {} // released when the stream ends
+            Ok((Handled::Done(_), used)) => {
+                release_later(ctx, env, res, *used, cfg.limiter_timeout_ms)
+            }
+            Err(_) => release_later(ctx, env, res, 0, cfg.limiter_timeout_ms),
+        }
+    }
+    result.map(|(h, _)| h)
+}
+
+struct ForwardCtx<'a> {
+    env: &'a Env,
+    ctx: &'a Context,
+    rid: &'a str,
+    log: &'a Rc<RefCell<RequestLog>>,
+    started: u64,
+    loaded: &'static Loaded,
+    protocol: Protocol,
+    path: &'a str,
+    stream: bool,
+    hide_usage: bool,
+    reservation: Option<Reservation>,
+}
+
+/// Asks the key's limiter for a decision and applies the failure policy.
+async fn acquire(
+    env: &Env,
+    cfg: &Config,
+    record: &KeyRecord,
+    tier: Tier,
+    reserve: u32,
+    rid: &str,
+    extra: &Extra,
+) -> Result<Option<Reservation>, ApiError> {
+    let body = limiter::AcquireBody {
+        tier,
+        reserve_tokens: reserve,
+        lease_id: rid.to_string(),
+        lease_ttl_ms: cfg.lease_ttl_ms as f64,
+    };
+    let name = format!("key:{}", record.key_id);
+    let d: Decision = match limiter::call(env, &name, "/acquire", &body, cfg.limiter_timeout_ms)
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            return match cfg.limiter_failure {
+                LimiterFailure::Closed => {
+                    console_error!(
+                        "limiter unavailable for key {} (failing closed): {e}",
+                        record.key_id
+                    );
+                    Err(ApiError::new(
+                        503,
+                        "server_error",
+                        "limiter_unavailable",
+                        "The gateway cannot check this key's limits right now.",
+                    ))
+                }
+                LimiterFailure::Open => {
+                    console_error!(
+                        "LIMITER UNAVAILABLE for key {}: forwarding WITHOUT limits (LIMITER_FAILURE=open): {e}",
+                        record.key_id
+                    );
+                    extra
+                        .borrow_mut()
+                        .push(("x-edgeguard-limits".into(), "unavailable".into()));
+                    Ok(None)
+                }
+            };
+        }
+    };
+    extra.borrow_mut().extend(limits::headers(&d));
+    if !d.allowed {
+        let refusal = d.refusal.unwrap_or(limits::Refusal::Requests);
+        let message = match refusal {
+            limits::Refusal::Requests => {
+                "Too many requests for this API key; retry after the time in Retry-After."
+            }
+            limits::Refusal::Concurrency => "Too many requests in flight for this API key.",
+            limits::Refusal::Tokens => "This API key's token budget is used up for now.",
+            limits::Refusal::TokensTooLarge => {
+                "This request asks for more tokens than the key's budget allows."
+            }
+        };
+        return Err(ApiError::new(
+            429,
+            "rate_limit_exceeded",
+            refusal.code(),
+            message,
+        ));
+    }
+    Ok(Some(Reservation {
+        key_id: record.key_id.clone(),
+        tier,
+        lease_id: rid.to_string(),
+        reserved: reserve,
+    }))
+}
+
+thread_local! {
+    /// Client addresses refused for failed authentication, until a time (per isolate).
+    static AUTH_BLOCKED: RefCell<Vec<(String, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn auth_blocked(client: &str) -> bool {
+    let now = now_ms();
+    AUTH_BLOCKED.with(|b| {
+        let mut b = b.borrow_mut();
+        b.retain(|(_, until)| *until > now);
+        b.iter().any(|(c, _)| c == client)
+    })
+}
+
+fn too_many_auth_failures() -> ApiError {
+    ApiError::new(
+        429,
+        "rate_limit_exceeded",
+        "too_many_auth_failures",
+        "Too many requests with invalid API keys from this address.",
+    )
+}
+
+/// An unknown key: count it against the client address, slow the answer, or refuse outright.
+async fn auth_failed(env: &Env, cfg: &Config, client: &str, e: ApiError) -> ApiError {
+    let body = limiter::AuthFailBody {
+        per_minute: cfg.auth_failures_per_minute,
+        burst: cfg.auth_failures_per_minute,
+    };
+    let name = format!("auth:{client}");
+    match limiter::call::<_, limiter::AuthFailAnswer>(
+        env,
+        &name,
+        "/authfail",
+        &body,
+        cfg.limiter_timeout_ms,
+    )
+    .await
+    {
+        Ok(a) if a.refused => {
+            AUTH_BLOCKED.with(|b| {
+                let mut b = b.borrow_mut();
+                if b.len() >= 1024 {
+                    b.remove(0);
+                }
+                b.push((client.to_string(), now_ms() + 60_000));
+            });
+            too_many_auth_failures()
+        }
+        Ok(a) => {
+            if a.delay_ms > 0.0 {
+                Delay::from(Duration::from_millis(a.delay_ms as u64)).await;
+            }
+            e
+        }
+        Err(err) => {
+            console_error!("auth-failure limiter unavailable: {err}");
+            e
+        }
+    }
+}
+
+/// Forwards an inspected request and filters the answer. Returns what to send and the tokens
+/// the origin reported using (0 when unknown).
+async fn forward(
+    req: Request,
+    parsed: serde_json::Map<String, Value>,
+    f: ForwardCtx<'_>,
+) -> Result<(Handled, u32), ApiError> {
+    let ForwardCtx {
+        env,
+        ctx,
+        rid,
+        log,
+        started,
+        loaded,
+        protocol,
+        path,
+        stream,
+        hide_usage,
+        reservation,
+    } = f;
+    let cfg = &loaded.config;
+    let _ = stream;
     let upstream_body = serde_json::to_string(&Value::Object(parsed)).map_err(|_| {
         ApiError::bad_request("invalid_json", "The request body cannot be forwarded.")
     })?;
     let url = format!("{}{}", cfg.origin_url, path);
     let upstream = origin_request(&req, cfg, &url, Some(upstream_body))?;
+    drop(req);
     let mut resp = send_with_timeout(upstream, cfg.upstream_timeout_ms).await?;
     log.borrow_mut().upstream_ttfb_ms = Some(now_ms().saturating_sub(started));
 
@@ -203,7 +541,12 @@ async fn handle(
         let bytes = read_capped(&mut resp, MAX_RESPONSE_BYTES).await?;
         log.borrow_mut().response_bytes = bytes.len();
         return Response::from_bytes(bytes)
-            .map(|r| Handled::Done(r.with_status(status).with_headers(out_headers)))
+            .map(|r| {
+                (
+                    Handled::Done(r.with_status(status).with_headers(out_headers)),
+                    0,
+                )
+            })
             .map_err(|_| ApiError::internal());
     }
 
@@ -222,15 +565,22 @@ async fn handle(
             ctx,
             log.clone(),
             started,
+            StreamLimits {
+                env: env.clone(),
+                reservation,
+                hide_usage,
+            },
         )
-        .map(Handled::Streaming);
+        .map(|r| (Handled::Streaming(r), 0));
     }
 
     let bytes = read_capped(&mut resp, MAX_RESPONSE_BYTES).await?;
     let t0 = now_ms();
+    let mut used = 0;
     let filtered = match filter_json(&loaded.scanner, protocol, &bytes) {
         Ok(f) => {
             log.borrow_mut().output.add(&f.findings);
+            used = f.usage.as_ref().and_then(usage_tokens).unwrap_or(0);
             f.body
         }
         Err(FilterError::Unparseable) if cfg.unparseable == UnparseablePolicy::RawScan => {
@@ -257,7 +607,12 @@ async fn handle(
         l.outcome = Some("complete".into());
     }
     Response::from_bytes(filtered)
-        .map(|r| Handled::Done(r.with_status(status).with_headers(out_headers)))
+        .map(|r| {
+            (
+                Handled::Done(r.with_status(status).with_headers(out_headers)),
+                used,
+            )
+        })
         .map_err(|_| ApiError::internal())
 }
 
@@ -446,6 +801,15 @@ struct Shared {
     log: Rc<RefCell<RequestLog>>,
     finished: Cell<bool>,
     last_activity: Cell<u64>,
+    /// Tokens the origin reported, or an estimate from the bytes sent.
+    used_tokens: Cell<u32>,
+}
+
+/// What a stream must settle with the limiter when it ends.
+struct StreamLimits {
+    env: Env,
+    reservation: Option<Reservation>,
+    hide_usage: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -458,15 +822,21 @@ fn stream_response(
     ctx: &Context,
     log: Rc<RefCell<RequestLog>>,
     started: u64,
+    limits: StreamLimits,
 ) -> Result<Response, ApiError> {
     let shared = Rc::new(Shared {
         log,
         finished: Cell::new(false),
         last_activity: Cell::new(now_ms()),
+        used_tokens: Cell::new(0),
     });
+    let mut filter = StreamFilter::new(&loaded.scanner, protocol);
+    if limits.hide_usage {
+        filter.hide_usage_chunks();
+    }
     let state = StreamState {
         upstream,
-        filter: StreamFilter::new(&loaded.scanner, protocol),
+        filter,
         idle_ms: loaded.config.stream_idle_timeout_ms,
         done: false,
         shared: shared.clone(),
@@ -500,6 +870,9 @@ fn stream_response(
                 let mut l = st.shared.log.borrow_mut();
                 l.output.add(st.filter.findings());
                 l.outcome = Some(outcome_name(st.filter.outcome()).into());
+                let reported = st.filter.usage().and_then(usage_tokens);
+                let estimate = u32::try_from(l.response_bytes / 16).unwrap_or(u32::MAX);
+                st.shared.used_tokens.set(reported.unwrap_or(estimate));
                 st.shared.finished.set(true);
             }
             if !out.is_empty() || ended {
@@ -510,19 +883,28 @@ fn stream_response(
 
     // The log line is written when the stream ends, or when it has been idle too long (the
     // client went away and nobody pulls the stream any more).
+    // The reservation is settled at the same moment.
     let idle = loaded.config.stream_idle_timeout_ms;
+    let timeout = loaded.config.limiter_timeout_ms;
     ctx.wait_until(async move {
         loop {
             Delay::from(Duration::from_millis(250)).await;
             let idle_for = now_ms().saturating_sub(shared.last_activity.get());
             if shared.finished.get() || idle_for > idle + 1000 {
-                let mut l = shared.log.borrow_mut();
-                if !shared.finished.get() {
-                    l.outcome = Some("abandoned".into());
+                {
+                    let mut l = shared.log.borrow_mut();
+                    if !shared.finished.get() {
+                        l.outcome = Some("abandoned".into());
+                        let estimate = u32::try_from(l.response_bytes / 16).unwrap_or(u32::MAX);
+                        shared.used_tokens.set(estimate);
+                    }
+                    l.status = status;
+                    l.total_ms = now_ms().saturating_sub(started);
+                    console_log!("{}", l.to_json());
                 }
-                l.status = status;
-                l.total_ms = now_ms().saturating_sub(started);
-                console_log!("{}", l.to_json());
+                if let Some(res) = limits.reservation {
+                    release(&limits.env, res, shared.used_tokens.get(), timeout).await;
+                }
                 break;
             }
         }

@@ -45,6 +45,8 @@ pub struct StreamFilter<'s> {
     outcome: Outcome,
     usage: Option<Value>,
     events: Vec<SseEvent>,
+    /// Usage-only chunks (asked for by the gateway, not the client) are read, not sent.
+    hide_usage: bool,
 }
 
 impl<'s> StreamFilter<'s> {
@@ -60,7 +62,13 @@ impl<'s> StreamFilter<'s> {
             outcome: Outcome::Open,
             usage: None,
             events: Vec::new(),
+            hide_usage: false,
         }
+    }
+
+    /// Keeps usage-only chunks from the client (the gateway asked for them on its own).
+    pub fn hide_usage_chunks(&mut self) {
+        self.hide_usage = true;
     }
 
     pub fn outcome(&self) -> Outcome {
@@ -181,6 +189,13 @@ impl<'s> StreamFilter<'s> {
         }
         if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
             self.usage = Some(u.clone());
+            let no_choices = chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty);
+            if self.hide_usage && no_choices {
+                return;
+            }
         }
         let mut blocked = false;
         // A chunk whose only content is now held back carries nothing: it is not sent.

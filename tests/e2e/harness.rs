@@ -130,11 +130,32 @@ pub fn seed_keys(state: &Path, records: &[(String, String)]) {
 }
 
 /// Starts `wrangler dev` with the given vars (name, value) and waits until it serves.
+/// Writes a copy of wrangler.toml next to it with `edit` applied (for a stack whose limiter
+/// binding points nowhere, say) and returns its path.
+pub fn variant_config(name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+    let base = std::fs::read_to_string(repo().join("wrangler.toml")).expect("wrangler.toml");
+    let path = repo().join(format!("wrangler.e2e-{name}.toml"));
+    std::fs::write(&path, edit(&base)).expect("write config variant");
+    path
+}
+
+/// Starts `wrangler dev` with the given vars (name, value) and waits until it serves.
 pub fn start_gateway(
     name: &str,
     state: &Path,
     vars: &[(&str, String)],
     expect_healthy: bool,
+) -> Gateway {
+    start_gateway_with(name, state, vars, expect_healthy, None)
+}
+
+/// Like [`start_gateway`], with another configuration file.
+pub fn start_gateway_with(
+    name: &str,
+    state: &Path,
+    vars: &[(&str, String)],
+    expect_healthy: bool,
+    config: Option<&Path>,
 ) -> Gateway {
     let port = free_port();
     let inspector = free_port();
@@ -154,6 +175,9 @@ pub fn start_gateway(
         .args(["--show-interactive-dev-session=false", "--log-level", "log"])
         .arg("--persist-to")
         .arg(state);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
     for (k, v) in vars {
         cmd.arg("--var").arg(format!("{k}:{v}"));
     }

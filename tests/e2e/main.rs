@@ -24,11 +24,24 @@ pub const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJ
 pub struct Ctx {
     pub gw: Gateway,
     pub broken: Gateway,
+    /// Stacks whose limiter cannot answer, failing closed and open.
+    pub no_limiter_closed: Gateway,
+    pub no_limiter_open: Gateway,
     pub mock: Mock,
     pub key: String,
     pub models_key: String,
     pub disabled_key: String,
+    /// Keys on the test tiers: 10 requests a minute, 2 in flight, 1000 tokens a minute.
+    pub ten_key: String,
+    pub two_key: String,
+    pub budget_key: String,
 }
+
+/// Limit tiers for the tests; `default` is generous so that other tests never hit it.
+pub const TEST_TIERS: &str = r#"{"default": {"requests_per_minute": 100000, "burst": 100000, "concurrency": 1000, "tokens_per_minute": 100000000},
+  "ten": {"requests_per_minute": 10, "burst": 10},
+  "two": {"concurrency": 2},
+  "budget": {"tokens_per_minute": 1000, "max_tokens": 256}}"#;
 
 impl Ctx {
     pub fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Resp {
@@ -87,6 +100,7 @@ fn key_record(id: &str, extra: Value) -> String {
         tools: None,
         monitor_only: false,
         disabled: false,
+        limits: None,
     })
     .unwrap();
     if let Value::Object(m) = extra {
@@ -98,6 +112,7 @@ fn key_record(id: &str, extra: Value) -> String {
 }
 
 mod foundation;
+mod limits;
 mod output;
 
 type Test = (&'static str, fn(&Ctx));
@@ -107,6 +122,7 @@ fn main() {
     let mut tests: Vec<Test> = Vec::new();
     tests.extend_from_slice(foundation::TESTS);
     tests.extend_from_slice(output::TESTS);
+    tests.extend_from_slice(limits::TESTS);
     let selected: Vec<&Test> = tests
         .iter()
         .filter(|(n, _)| filter.as_ref().is_none_or(|f| n.contains(f.as_str())))
@@ -125,6 +141,9 @@ fn main() {
     let key = format_key(&[1; 32]);
     let models_key = format_key(&[2; 32]);
     let disabled_key = format_key(&[3; 32]);
+    let ten_key = format_key(&[4; 32]);
+    let two_key = format_key(&[5; 32]);
+    let budget_key = format_key(&[6; 32]);
     harness::seed_keys(
         &state,
         &[
@@ -136,6 +155,18 @@ fn main() {
             (
                 kv_key(&disabled_key),
                 key_record("k_disabled", json!({"disabled": true})),
+            ),
+            (
+                kv_key(&ten_key),
+                key_record("k_ten", json!({"tier": "ten"})),
+            ),
+            (
+                kv_key(&two_key),
+                key_record("k_two", json!({"tier": "two"})),
+            ),
+            (
+                kv_key(&budget_key),
+                key_record("k_budget", json!({"tier": "budget"})),
             ),
         ],
     );
@@ -150,8 +181,39 @@ fn main() {
             ("UPSTREAM_TIMEOUT_MS", "1500".into()),
             ("STREAM_IDLE_TIMEOUT_MS", "3000".into()),
             ("CANARY", CANARY.into()),
+            ("LIMIT_TIERS", TEST_TIERS.into()),
+            ("AUTH_FAILURES_PER_MINUTE", "8".into()),
         ],
         true,
+    );
+    // The same worker with its limiter binding pointing at a worker that does not run.
+    let nowhere = harness::variant_config("nolimiter", |base| {
+        base.replace(
+            "class_name = \"Limiter\"",
+            "class_name = \"Limiter\"\nscript_name = \"edgeguard-limiter-not-running\"",
+        )
+    });
+    let limiter_vars = |policy: &str| {
+        vec![
+            ("ORIGIN_URL", origin.clone()),
+            ("ORIGIN_API_KEY", ORIGIN_SECRET.to_string()),
+            ("LIMITER_FAILURE", policy.to_string()),
+            ("LIMITER_TIMEOUT_MS", "1500".to_string()),
+        ]
+    };
+    let no_limiter_closed = harness::start_gateway_with(
+        "nolimiter-closed",
+        &state,
+        &limiter_vars("closed"),
+        true,
+        Some(&nowhere),
+    );
+    let no_limiter_open = harness::start_gateway_with(
+        "nolimiter-open",
+        &state,
+        &limiter_vars("open"),
+        true,
+        Some(&nowhere),
     );
     let broken = harness::start_gateway(
         "broken",
@@ -166,10 +228,15 @@ fn main() {
     let ctx = Ctx {
         gw,
         broken,
+        no_limiter_closed,
+        no_limiter_open,
         mock,
         key,
         models_key,
         disabled_key,
+        ten_key,
+        two_key,
+        budget_key,
     };
 
     let (mut passed, mut failed) = (0, 0);
@@ -201,6 +268,7 @@ fn main() {
     }
     drop(ctx);
     let _ = std::fs::remove_dir_all(&state);
+    let _ = std::fs::remove_file(&nowhere);
     println!("\ne2e: {passed} passed, {failed} failed");
     if failed > 0 {
         std::process::exit(1);

@@ -1,0 +1,525 @@
+//! The network layer's arithmetic: per-key request rate (GCRA), concurrency leases and an LLM
+//! token budget with reservations, plus the response headers that describe them. Plain Rust;
+//! the Durable Object in the edge shell stores a [`KeyState`] and calls [`KeyState::acquire`] and
+//! [`KeyState::release`] synchronously, so each decision is atomic per key.
+
+use serde::{Deserialize, Serialize};
+
+/// Limits for one key. `None` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// Requests per minute (sustained rate).
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Requests allowed at once before the rate applies (defaults to the per-minute rate).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Requests in flight at once, streams included.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// LLM tokens (prompt + completion) per minute.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u32>,
+    /// Completion tokens reserved when a request names no `max_tokens` (and the most it may ask).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+impl Tier {
+    /// Applies per-key overrides on top of a tier.
+    pub fn overridden_by(self, o: &Tier) -> Tier {
+        Tier {
+            requests_per_minute: o.requests_per_minute.or(self.requests_per_minute),
+            burst: o.burst.or(self.burst),
+            concurrency: o.concurrency.or(self.concurrency),
+            tokens_per_minute: o.tokens_per_minute.or(self.tokens_per_minute),
+            max_tokens: o.max_tokens.or(self.max_tokens),
+        }
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.requests_per_minute.is_none()
+            && self.concurrency.is_none()
+            && self.tokens_per_minute.is_none()
+    }
+}
+
+const MINUTE_MS: f64 = 60_000.0;
+
+/// Everything stored for one key. Times are milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct KeyState {
+    /// GCRA theoretical arrival time.
+    pub tat: f64,
+    /// Token bucket level and when it was last brought up to date.
+    pub tokens: f64,
+    pub tokens_at: f64,
+    /// Whether `tokens` has been initialized (a new bucket starts full).
+    pub tokens_init: bool,
+    /// Open concurrency leases: (id, expiry).
+    pub leases: Vec<(String, f64)>,
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ask {
+    pub now: f64,
+    pub tier: Tier,
+    /// Tokens to reserve (estimated prompt + completion allowance).
+    pub reserve_tokens: u32,
+    /// The lease's id and how long it lives without a release.
+    pub lease_id: String,
+    pub lease_ttl_ms: f64,
+}
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    Requests,
+    Concurrency,
+    Tokens,
+    /// The reservation is larger than the whole budget: it can never fit.
+    TokensTooLarge,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Requests => "requests_limit",
+            Refusal::Concurrency => "concurrency_limit",
+            Refusal::Tokens => "tokens_limit",
+            Refusal::TokensTooLarge => "tokens_request_too_large",
+        }
+    }
+}
+
+/// The state of one limit after a decision, for headers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Quota {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Milliseconds until the quota is fully restored.
+    pub reset_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub allowed: bool,
+    pub refusal: Option<Refusal>,
+    /// Milliseconds after which retrying can succeed.
+    pub retry_after_ms: f64,
+    pub requests: Option<Quota>,
+    pub tokens: Option<Quota>,
+    pub concurrency: Option<Quota>,
+}
+
+impl KeyState {
+    fn expire_leases(&mut self, now: f64) {
+        self.leases.retain(|(_, exp)| *exp > now);
+    }
+
+    fn refill(&mut self, now: f64, per_minute: u32) {
+        let cap = f64::from(per_minute);
+        if !self.tokens_init {
+            self.tokens = cap;
+            self.tokens_at = now;
+            self.tokens_init = true;
+            return;
+        }
+        let elapsed = (now - self.tokens_at).max(0.0);
+        self.tokens = (self.tokens + elapsed * cap / MINUTE_MS).min(cap);
+        self.tokens_at = self.tokens_at.max(now);
+    }
+
+    /// Decides one request and, if it is allowed, records it: counts it against the rate,
+    /// opens a concurrency lease and reserves its tokens, all at once or not at all.
+    pub fn acquire(&mut self, ask: &Ask) -> Decision {
+        let now = ask.now;
+        let t = &ask.tier;
+        self.expire_leases(now);
+        let mut d = Decision {
+            allowed: true,
+            refusal: None,
+            retry_after_ms: 0.0,
+            requests: None,
+            tokens: None,
+            concurrency: None,
+        };
+
+        // Request rate: GCRA with emission interval T and burst tolerance.
+        let mut new_tat = self.tat;
+        if let Some(rpm) = t.requests_per_minute.filter(|r| *r > 0) {
+            let interval = MINUTE_MS / f64::from(rpm);
+            let burst = f64::from(t.burst.unwrap_or(rpm).max(1));
+            let tolerance = interval * burst;
+            let tat = self.tat.max(now);
+            new_tat = tat + interval;
+            let allow_at = new_tat - tolerance;
+            if now < allow_at {
+                d.allowed = false;
+                d.refusal = Some(Refusal::Requests);
+                d.retry_after_ms = allow_at - now;
+            }
+            let used = if d.allowed { new_tat } else { tat };
+            d.requests = Some(Quota {
+                limit: rpm,
+                remaining: (((tolerance - (used - now)) / interval).floor().max(0.0)) as u32,
+                reset_ms: (used - now).max(0.0),
+            });
+        }
+
+        // Concurrency.
+        if let Some(max) = t.concurrency {
+            let active = self.leases.len() as u32;
+            if d.allowed && active >= max {
+                d.allowed = false;
+                d.refusal = Some(Refusal::Concurrency);
+                let soonest = self
+                    .leases
+                    .iter()
+                    .map(|(_, e)| *e)
+                    .fold(f64::INFINITY, f64::min);
+                d.retry_after_ms = (soonest - now).clamp(1000.0, 60_000.0);
+            }
+            d.concurrency = Some(Quota {
+                limit: max,
+                remaining: max.saturating_sub(active + u32::from(d.allowed)),
+                reset_ms: 0.0,
+            });
+        }
+
+        // Token budget: a bucket refilled continuously to `tokens_per_minute`.
+        if let Some(tpm) = t.tokens_per_minute {
+            self.refill(now, tpm);
+            let want = f64::from(ask.reserve_tokens);
+            if d.allowed && want > f64::from(tpm) {
+                d.allowed = false;
+                d.refusal = Some(Refusal::TokensTooLarge);
+                d.retry_after_ms = 0.0;
+            } else if d.allowed && want > self.tokens {
+                d.allowed = false;
+                d.refusal = Some(Refusal::Tokens);
+                d.retry_after_ms = (want - self.tokens) * MINUTE_MS / f64::from(tpm).max(1.0);
+            }
+            let level = if d.allowed {
+                self.tokens - want
+            } else {
+                self.tokens
+            };
+            d.tokens = Some(Quota {
+                limit: tpm,
+                remaining: level.max(0.0).floor() as u32,
+                reset_ms: (f64::from(tpm) - level).max(0.0) * MINUTE_MS / f64::from(tpm).max(1.0),
+            });
+        }
+
+        if d.allowed {
+            if t.requests_per_minute.is_some_and(|r| r > 0) {
+                self.tat = new_tat;
+            }
+            if t.concurrency.is_some() {
+                self.leases
+                    .push((ask.lease_id.clone(), now + ask.lease_ttl_ms));
+            }
+            if t.tokens_per_minute.is_some() {
+                self.tokens -= f64::from(ask.reserve_tokens);
+            }
+        }
+        d
+    }
+
+    /// Ends a request: closes its lease and returns the part of its reservation it did not use
+    /// (`used` is what the origin reported, or an estimate).
+    pub fn release(&mut self, now: f64, tier: &Tier, lease_id: &str, reserved: u32, used: u32) {
+        self.leases.retain(|(id, _)| id != lease_id);
+        self.expire_leases(now);
+        if let Some(tpm) = tier.tokens_per_minute {
+            self.refill(now, tpm);
+            let refund = f64::from(reserved) - f64::from(used);
+            self.tokens = (self.tokens + refund).min(f64::from(tpm));
+        }
+    }
+
+    /// The earliest lease expiry, for the alarm that reclaims abandoned leases.
+    pub fn next_expiry(&self) -> Option<f64> {
+        self.leases.iter().map(|(_, e)| *e).reduce(f64::min)
+    }
+
+    /// Drops expired leases (the alarm's job).
+    pub fn reclaim(&mut self, now: f64) -> usize {
+        let before = self.leases.len();
+        self.expire_leases(now);
+        before - self.leases.len()
+    }
+}
+
+/// A rough token count for text: about four bytes a token for English, at least one per word.
+pub fn estimate_tokens(text_bytes: usize, words: usize) -> u32 {
+    let by_bytes = text_bytes.div_ceil(4);
+    u32::try_from(by_bytes.max(words)).unwrap_or(u32::MAX)
+}
+
+/// Response headers describing a decision: the IETF RateLimit fields and OpenAI's.
+pub fn headers(d: &Decision) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut policy = Vec::new();
+    let mut state = Vec::new();
+    let secs = |ms: f64| (ms / 1000.0).ceil().max(0.0) as u64;
+    let duration = |ms: f64| {
+        let s = ms / 1000.0;
+        if s >= 60.0 {
+            format!(
+                "{}m{}s",
+                (s / 60.0).floor() as u64,
+                (s % 60.0).round() as u64
+            )
+        } else {
+            format!("{}s", (s * 1000.0).round() / 1000.0)
+        }
+    };
+    if let Some(q) = d.requests {
+        policy.push(format!("\"requests\";q={};w=60", q.limit));
+        state.push(format!(
+            "\"requests\";r={};t={}",
+            q.remaining,
+            secs(q.reset_ms)
+        ));
+        out.push(("x-ratelimit-limit-requests".into(), q.limit.to_string()));
+        out.push((
+            "x-ratelimit-remaining-requests".into(),
+            q.remaining.to_string(),
+        ));
+        out.push(("x-ratelimit-reset-requests".into(), duration(q.reset_ms)));
+    }
+    if let Some(q) = d.tokens {
+        policy.push(format!("\"tokens\";q={};w=60", q.limit));
+        state.push(format!(
+            "\"tokens\";r={};t={}",
+            q.remaining,
+            secs(q.reset_ms)
+        ));
+        out.push(("x-ratelimit-limit-tokens".into(), q.limit.to_string()));
+        out.push((
+            "x-ratelimit-remaining-tokens".into(),
+            q.remaining.to_string(),
+        ));
+        out.push(("x-ratelimit-reset-tokens".into(), duration(q.reset_ms)));
+    }
+    if let Some(q) = d.concurrency {
+        policy.push(format!("\"concurrency\";q={}", q.limit));
+        state.push(format!("\"concurrency\";r={}", q.remaining));
+    }
+    if !policy.is_empty() {
+        out.push(("ratelimit-policy".into(), policy.join(", ")));
+        out.push(("ratelimit".into(), state.join(", ")));
+    }
+    if !d.allowed {
+        out.push((
+            "retry-after".into(),
+            secs(d.retry_after_ms).max(1).to_string(),
+        ));
+    }
+    out
+}
+
+/// Failed-authentication throttle for one client address: a GCRA over failures. Returns the
+/// delay to add before answering (slowing), or `None` when the address is refused outright.
+pub fn auth_failure(tat: &mut f64, now: f64, per_minute: u32, burst: u32) -> Option<f64> {
+    let interval = MINUTE_MS / f64::from(per_minute.max(1));
+    let tolerance = interval * f64::from(burst.max(1));
+    let t = tat.max(now);
+    let new_tat = t + interval;
+    if new_tat - tolerance > now {
+        return None;
+    }
+    *tat = new_tat;
+    // The closer to the limit, the longer the wait: up to a second.
+    let used = (new_tat - now) / tolerance;
+    Some(if used > 0.5 {
+        (used - 0.5) * 2000.0
+    } else {
+        0.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ask(now: f64, tier: Tier, reserve: u32, id: &str) -> Ask {
+        Ask {
+            now,
+            tier,
+            reserve_tokens: reserve,
+            lease_id: id.into(),
+            lease_ttl_ms: 60_000.0,
+        }
+    }
+
+    fn rate(rpm: u32, burst: u32) -> Tier {
+        Tier {
+            requests_per_minute: Some(rpm),
+            burst: Some(burst),
+            ..Tier::default()
+        }
+    }
+
+    #[test]
+    fn burst_then_rate() {
+        let mut s = KeyState::default();
+        let t = rate(10, 10);
+        let ok = (0..15)
+            .filter(|i| s.acquire(&ask(1000.0, t, 0, &i.to_string())).allowed)
+            .count();
+        assert_eq!(ok, 10);
+        let d = s.acquire(&ask(1000.0, t, 0, "x"));
+        assert_eq!(d.refusal, Some(Refusal::Requests));
+        assert!(
+            (d.retry_after_ms - 6000.0).abs() < 1.0,
+            "{}",
+            d.retry_after_ms
+        );
+        assert!(s.acquire(&ask(7000.0, t, 0, "y")).allowed);
+        assert!(!s.acquire(&ask(7000.0, t, 0, "z")).allowed);
+    }
+
+    #[test]
+    fn concurrency_leases() {
+        let mut s = KeyState::default();
+        let t = Tier {
+            concurrency: Some(2),
+            ..Tier::default()
+        };
+        assert!(s.acquire(&ask(0.0, t, 0, "a")).allowed);
+        assert!(s.acquire(&ask(0.0, t, 0, "b")).allowed);
+        let d = s.acquire(&ask(0.0, t, 0, "c"));
+        assert_eq!(d.refusal, Some(Refusal::Concurrency));
+        s.release(1.0, &t, "a", 0, 0);
+        assert!(s.acquire(&ask(2.0, t, 0, "c")).allowed);
+        // An abandoned lease expires.
+        assert!(!s.acquire(&ask(3.0, t, 0, "d")).allowed);
+        assert_eq!(s.reclaim(70_000.0), 2);
+        assert!(s.acquire(&ask(70_001.0, t, 0, "d")).allowed);
+    }
+
+    #[test]
+    fn tokens_reserve_and_refund() {
+        let mut s = KeyState::default();
+        let t = Tier {
+            tokens_per_minute: Some(1000),
+            ..Tier::default()
+        };
+        assert_eq!(
+            s.acquire(&ask(0.0, t, 2000, "big")).refusal,
+            Some(Refusal::TokensTooLarge)
+        );
+        assert!(s.acquire(&ask(0.0, t, 600, "a")).allowed);
+        assert_eq!(
+            s.acquire(&ask(0.0, t, 600, "b")).refusal,
+            Some(Refusal::Tokens)
+        );
+        s.release(0.0, &t, "a", 600, 20);
+        assert!(s.acquire(&ask(0.0, t, 600, "b")).allowed);
+    }
+
+    #[test]
+    fn headers_follow_the_decision() {
+        let mut s = KeyState::default();
+        let t = Tier {
+            requests_per_minute: Some(10),
+            tokens_per_minute: Some(1000),
+            ..Tier::default()
+        };
+        let d = s.acquire(&ask(0.0, t, 100, "a"));
+        let h = headers(&d);
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(get("x-ratelimit-limit-requests").as_deref(), Some("10"));
+        assert_eq!(get("x-ratelimit-remaining-requests").as_deref(), Some("9"));
+        assert_eq!(get("x-ratelimit-remaining-tokens").as_deref(), Some("900"));
+        assert!(get("ratelimit-policy")
+            .unwrap()
+            .contains("\"requests\";q=10;w=60"));
+        assert!(get("retry-after").is_none());
+    }
+
+    #[test]
+    fn auth_failures_slow_then_refuse() {
+        let mut tat = 0.0;
+        let outcomes: Vec<Option<f64>> = (0..12)
+            .map(|_| auth_failure(&mut tat, 0.0, 10, 10))
+            .collect();
+        assert!(outcomes[..10].iter().all(Option::is_some));
+        assert!(
+            outcomes[9].is_some_and(|d| d > 0.0),
+            "slowed near the limit"
+        );
+        assert!(outcomes[10].is_none() && outcomes[11].is_none());
+    }
+
+    proptest! {
+        /// For any sequence of arrivals (time never goes backwards) the number allowed in any
+        /// window of 60 s never exceeds burst + what the rate earns in that window.
+        #[test]
+        fn rate_is_never_exceeded(gaps in prop::collection::vec(0u32..3000, 1..300), rpm in 1u32..120, burst in 1u32..20) {
+            let t = rate(rpm, burst);
+            let mut s = KeyState::default();
+            let mut now = 0.0;
+            let mut allowed = Vec::new();
+            for (i, g) in gaps.iter().enumerate() {
+                now += f64::from(*g);
+                if s.acquire(&ask(now, t, 0, &i.to_string())).allowed {
+                    allowed.push(now);
+                }
+            }
+            let interval = MINUTE_MS / f64::from(rpm);
+            for (i, start) in allowed.iter().enumerate() {
+                let in_window = allowed[i..].iter().take_while(|x| **x < start + MINUTE_MS).count() as f64;
+                prop_assert!(in_window <= f64::from(burst) + (MINUTE_MS / interval).ceil());
+            }
+        }
+
+        /// Leases in use never exceed the concurrency limit, whatever the interleaving of
+        /// acquires and releases.
+        #[test]
+        fn concurrency_is_never_exceeded(ops in prop::collection::vec((any::<bool>(), 0usize..8), 1..200), max in 1u32..5) {
+            let t = Tier { concurrency: Some(max), ..Tier::default() };
+            let mut s = KeyState::default();
+            let mut open: Vec<String> = Vec::new();
+            for (i, (acq, pick)) in ops.iter().enumerate() {
+                if *acq || open.is_empty() {
+                    let id = format!("l{i}");
+                    if s.acquire(&ask(i as f64, t, 0, &id)).allowed {
+                        open.push(id);
+                    }
+                } else {
+                    let id = open.remove(pick % open.len());
+                    s.release(i as f64, &t, &id, 0, 0);
+                }
+                prop_assert!(open.len() as u32 <= max);
+                prop_assert_eq!(s.leases.len(), open.len());
+            }
+        }
+
+        /// Tokens reserved and not yet released never exceed the budget.
+        #[test]
+        fn tokens_never_overdrawn(asks in prop::collection::vec((0u32..700, any::<bool>()), 1..100)) {
+            let t = Tier { tokens_per_minute: Some(1000), ..Tier::default() };
+            let mut s = KeyState::default();
+            let mut outstanding: Vec<(String, u32)> = Vec::new();
+            for (i, (want, release)) in asks.iter().enumerate() {
+                if *release && !outstanding.is_empty() {
+                    let (id, r) = outstanding.remove(0);
+                    s.release(0.0, &t, &id, r, r / 2);
+                }
+                let id = format!("t{i}");
+                if s.acquire(&ask(0.0, t, *want, &id)).allowed {
+                    outstanding.push((id, *want));
+                }
+                prop_assert!(s.tokens >= -1e-6);
+            }
+        }
+    }
+}
