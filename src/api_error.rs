@@ -80,6 +80,15 @@ impl ApiError {
         )
     }
 
+    pub fn too_large_text() -> Self {
+        Self::new(
+            413,
+            "invalid_request_error",
+            "text_too_large",
+            "The request carries more text than the gateway accepts.",
+        )
+    }
+
     /// A generic 500 that names nothing internal; the cause goes to the log only.
     pub fn internal() -> Self {
         Self::new(

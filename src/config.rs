@@ -6,6 +6,7 @@ use std::fmt;
 
 use std::collections::BTreeMap;
 
+use crate::input::{InputPolicy, InvisiblePolicy, ToolPolicy};
 use crate::limits::Tier;
 use crate::output::{Action, CatalogConfig, CustomDetector, DEFAULT_HOLDBACK};
 
@@ -36,6 +37,14 @@ pub enum LimiterFailure {
     Open,
 }
 
+/// What happens when a request's injection score reaches the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectionAction {
+    Block,
+    Monitor,
+    Off,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub origin_url: String,
@@ -58,6 +67,9 @@ pub struct Config {
     pub lease_ttl_ms: u64,
     /// Unknown-key attempts per minute from one address before it is refused.
     pub auth_failures_per_minute: u32,
+    pub input: InputPolicy,
+    pub injection_threshold: f64,
+    pub injection_action: InjectionAction,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,7 +243,47 @@ impl Config {
                 ))
             }
         };
+        let injection_action = match get("INJECTION_ACTION").as_deref().map(str::trim) {
+            None | Some("block") => InjectionAction::Block,
+            Some("monitor") => InjectionAction::Monitor,
+            Some("off") => InjectionAction::Off,
+            Some(other) => {
+                return Err(err(
+                    "INJECTION_ACTION",
+                    format!("expected block, monitor or off, got {other:?}"),
+                ))
+            }
+        };
+        let invisible = match get("INVISIBLE_CHARACTERS").as_deref().map(str::trim) {
+            None | Some("strip") => InvisiblePolicy::Strip,
+            Some("reject") => InvisiblePolicy::Reject,
+            Some(other) => {
+                return Err(err(
+                    "INVISIBLE_CHARACTERS",
+                    format!("expected strip or reject, got {other:?}"),
+                ))
+            }
+        };
+        let tools = match get("TOOL_POLICY").as_deref().map(str::trim) {
+            None | Some("refuse") => ToolPolicy::Refuse,
+            Some("strip") => ToolPolicy::Strip,
+            Some(other) => {
+                return Err(err(
+                    "TOOL_POLICY",
+                    format!("expected refuse or strip, got {other:?}"),
+                ))
+            }
+        };
+        let threshold_pct: u32 = number(get, "INJECTION_THRESHOLD_PERCENT", 50, 1, 100)?;
         Ok(Config {
+            input: InputPolicy {
+                invisible,
+                max_messages: number(get, "MAX_MESSAGES", 256, 1, 10_000)?,
+                max_text_bytes: number(get, "MAX_TEXT_BYTES", 512 << 10, 1024, 32 << 20)?,
+                tools,
+            },
+            injection_threshold: f64::from(threshold_pct) / 100.0,
+            injection_action,
             tiers,
             limiter_failure,
             limiter_timeout_ms: number(get, "LIMITER_TIMEOUT_MS", 2_000, 50, 30_000)?,

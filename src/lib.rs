@@ -8,6 +8,7 @@
 pub mod api_error;
 pub mod auth;
 pub mod config;
+pub mod input;
 pub mod limits;
 pub mod output;
 pub mod proxy;

@@ -29,7 +29,21 @@ pub struct RequestLog {
     pub response_bytes: usize,
     /// How the response ended: complete, blocked, truncated, malformed.
     pub outcome: Option<String>,
+    pub input: InputLog,
     pub output: OutputVerdict,
+}
+
+/// The input layer's verdict: the score, the rules that fired, and what was done. Rule ids go
+/// to the log only, never to the client.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InputLog {
+    pub score: f64,
+    pub rules: Vec<String>,
+    /// passed, monitored or blocked.
+    pub action: &'static str,
+    pub removed_invisible: usize,
+    pub hidden_payload: bool,
+    pub stripped_tools: Vec<String>,
 }
 
 /// The output layer's verdict: counts per detector and action, no values.

@@ -169,16 +169,22 @@ fn anthropic_stream_is_filtered_and_flushed_before_stop() {
 fn whole_responses() {
     let s = scanner();
     let body = json!({"choices":[{"index":0,"message":{"role":"assistant","content":"key AKIAZ3MSJV4WWNKWW5FG"}}]});
-    let f = filter_json(&s, Protocol::OpenAiChat, body.to_string().as_bytes()).unwrap();
+    let f = filter_json(&s, Protocol::OpenAiChat, body.to_string().as_bytes(), None).unwrap();
     let v: Value = serde_json::from_slice(&f.body).unwrap();
     assert_eq!(
         v["choices"][0]["message"]["content"],
         "key [REDACTED:aws_access_key]"
     );
     assert_eq!(f.findings.len(), 1);
-    assert!(filter_json(&s, Protocol::OpenAiChat, b"not json").is_err());
+    assert!(filter_json(&s, Protocol::OpenAiChat, b"not json", None).is_err());
     let blocked = json!({"choices":[{"message":{"content":"EGCANARY-0001"}}]});
-    assert!(filter_json(&s, Protocol::OpenAiChat, blocked.to_string().as_bytes()).is_err());
+    assert!(filter_json(
+        &s,
+        Protocol::OpenAiChat,
+        blocked.to_string().as_bytes(),
+        None
+    )
+    .is_err());
 }
 
 #[test]

@@ -13,6 +13,8 @@ use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
 use edgeguard::auth::{format_key, kv_key, KeyRecord};
+use edgeguard::input::injection::{InjectionScanner, Source, DEFAULT_THRESHOLD};
+use edgeguard::input::sanitize::sanitize;
 use edgeguard::output::{catalog, Action, CatalogConfig, Scanner, DEFAULT_HOLDBACK};
 use serde_json::{json, Value};
 
@@ -138,8 +140,15 @@ fn redact(args: &[String]) -> ExitCode {
 
 fn scan(args: &[String]) -> ExitCode {
     let layer = flag(args, "--layer").unwrap_or_else(|| "output".into());
+    if layer == "input" {
+        return scan_input(
+            flag(args, "--threshold")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(DEFAULT_THRESHOLD),
+        );
+    }
     if layer != "output" {
-        eprintln!("unknown layer {layer:?} (available: output)");
+        eprintln!("unknown layer {layer:?} (available: output, input)");
         return ExitCode::from(2);
     }
     let s = scanner(has(args, "--all"));
@@ -208,12 +217,25 @@ pub fn claimed(category: &str) -> Option<&'static [&'static str]> {
 }
 
 fn eval(args: &[String]) -> ExitCode {
+    let layer = flag(args, "--layer").unwrap_or_else(|| "output".into());
+    // File arguments: everything that is not an option or an option's value.
     let files: Vec<&String> = args
         .iter()
-        .filter(|a| !a.starts_with("--") && *a != "output")
+        .enumerate()
+        .filter(|(i, a)| {
+            let option_value = *i > 0 && matches!(args[i - 1].as_str(), "--layer" | "--threshold");
+            !(a.starts_with("--") || option_value)
+        })
+        .map(|(_, a)| a)
         .collect();
     if files.is_empty() {
         return usage();
+    }
+    if layer == "input" {
+        let threshold = flag(args, "--threshold")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(DEFAULT_THRESHOLD);
+        return eval_input(&files, threshold, has(args, "--misses"));
     }
     let s = scanner(true);
     // category -> (positives, detected, negatives, false positives)
@@ -296,5 +318,156 @@ fn eval(args: &[String]) -> ExitCode {
     for m in misses {
         eprintln!("{m}");
     }
+    ExitCode::SUCCESS
+}
+
+fn injection_scanner() -> InjectionScanner {
+    match InjectionScanner::new() {
+        Some(s) => s,
+        None => {
+            eprintln!("the injection rules do not compile");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Scores one text the way the gateway scores a user message (sanitized, hidden text too).
+fn score_text(s: &InjectionScanner, text: &str) -> edgeguard::input::injection::Verdict {
+    let clean = sanitize(text);
+    let mut parts = vec![(Source::User, clean.text.as_str())];
+    if !clean.hidden.is_empty() {
+        parts.push((Source::Hidden, clean.hidden.as_str()));
+    }
+    s.scan(parts)
+}
+
+fn scan_input(threshold: f64) -> ExitCode {
+    let s = injection_scanner();
+    let mut stdout = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let verdict = match serde_json::from_str::<Value>(&line) {
+            Ok(v) => match v.get("text").and_then(Value::as_str) {
+                Some(text) => {
+                    let r = score_text(&s, text);
+                    json!({"flagged": r.score >= threshold, "score": (r.score * 1000.0).round() / 1000.0, "rules": r.rules})
+                }
+                None => json!({"error": "row has no text field"}),
+            },
+            Err(e) => json!({"error": format!("invalid JSON: {e}")}),
+        };
+        let _ = writeln!(stdout, "{verdict}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// The group a labelled row is reported under: the file's family and the attack method or
+/// benign subset.
+fn input_group(category: &str) -> String {
+    if let Some(rest) = category.strip_prefix("cse:") {
+        return format!("cse:{}", rest.split('|').next().unwrap_or(rest));
+    }
+    if let Some(rest) = category.strip_prefix("jbb:") {
+        return format!("jbb:{}", rest.split('|').next().unwrap_or(rest));
+    }
+    category.split(':').next().unwrap_or(category).to_string()
+}
+
+fn eval_input(files: &[&String], threshold: f64, misses: bool) -> ExitCode {
+    let s = injection_scanner();
+    // group -> scores of label-1 rows and label-0 rows
+    let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut per_file: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut benign_all: Vec<f64> = Vec::new();
+    for file in files {
+        let Ok(f) = std::fs::File::open(file) else {
+            eprintln!("cannot open {file}");
+            return ExitCode::from(1);
+        };
+        let name = std::path::Path::new(file.as_str())
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+            let Ok(row) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let (Some(text), Some(cat), Some(label)) = (
+                row["text"].as_str(),
+                row["category"].as_str(),
+                row["label"].as_i64(),
+            ) else {
+                continue;
+            };
+            let r = score_text(&s, text);
+            let g = groups.entry(input_group(cat)).or_default();
+            let pf = per_file.entry(name.clone()).or_default();
+            if label == 1 {
+                g.0.push(r.score);
+                pf.0.push(r.score);
+                if misses && r.score < threshold {
+                    eprintln!(
+                        "miss {cat} {:.2}: {}",
+                        r.score,
+                        text.chars().take(140).collect::<String>()
+                    );
+                }
+            } else {
+                g.1.push(r.score);
+                pf.1.push(r.score);
+                benign_all.push(r.score);
+                if misses && r.score >= threshold {
+                    eprintln!(
+                        "false positive {cat} {:.2} {:?}: {}",
+                        r.score,
+                        r.rules,
+                        text.chars().take(140).collect::<String>()
+                    );
+                }
+            }
+        }
+    }
+    let rate = |v: &[f64], hit: &dyn Fn(f64) -> bool| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            format!(
+                "{:.1}%",
+                100.0 * v.iter().filter(|x| hit(**x)).count() as f64 / v.len() as f64
+            )
+        }
+    };
+    let report = |title: &str, rows: &BTreeMap<String, (Vec<f64>, Vec<f64>)>| {
+        println!(
+            "{title:<44} {:>8} {:>10} {:>8} {:>9}",
+            "attacks", "detected", "benign", "fp rate"
+        );
+        for (k, (pos, neg)) in rows {
+            println!(
+                "{k:<44} {:>8} {:>10} {:>8} {:>9}",
+                pos.len(),
+                rate(pos, &|x| x >= threshold),
+                neg.len(),
+                rate(neg, &|x| x >= threshold)
+            );
+        }
+        println!();
+    };
+    println!("threshold {threshold}\n");
+    report("file", &per_file);
+    report("category", &groups);
+    // The lowest threshold that keeps false positives on all benign rows at or under 1%.
+    let mut sorted = benign_all.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let allowed = sorted.len() / 100;
+    let t1 = sorted.get(allowed).map_or(0.0, |x| x + 1e-6);
+    println!(
+        "threshold for <= 1% false positives on the {} benign rows: {:.3}",
+        sorted.len(),
+        t1
+    );
     ExitCode::SUCCESS
 }

@@ -2,8 +2,8 @@
 //! completions (`/v1/chat/completions`) and Anthropic Messages (`/v1/messages`), streamed as SSE
 //! one small token per event, or whole.
 //!
-//! Scripted mode: when the last user message is a JSON object with a `mock` field, the mock
-//! does what it says:
+//! Scripted mode: when a message (typically the system message) is a JSON object with a `mock`
+//! field, the mock does what it says:
 //! `{"mock": {"say": "text", "delay_ms": 20, "fail": "500|hang|disconnect|malformed",
 //!            "tool_call": {"name": "...", "arguments": "..."}}}`.
 //! Every request is recorded; `GET /__mock/requests` returns them (headers and body).
@@ -197,23 +197,38 @@ struct Script {
     tool_call: Option<(String, String)>,
 }
 
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
 fn script(req: &Value, default_delay: u64) -> Script {
-    let last_user = req["messages"]
-        .as_array()
-        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-        .map(|m| match &m["content"] {
-            Value::String(s) => s.clone(),
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|p| p["text"].as_str())
-                .collect::<Vec<_>>()
-                .join(""),
-            _ => String::new(),
-        })
+    let messages = req["messages"].as_array().cloned().unwrap_or_default();
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| text_of(&m["content"]))
         .unwrap_or_default();
-    let directive = serde_json::from_str::<Value>(&last_user)
-        .ok()
-        .and_then(|v| v.get("mock").cloned());
+    // The directive may sit in any message (tests put it in the system message) or in an
+    // Anthropic-style top-level `system`.
+    let directive = messages
+        .iter()
+        .rev()
+        .map(|m| text_of(&m["content"]))
+        .chain(std::iter::once(text_of(&req["system"])))
+        .find_map(|t| {
+            serde_json::from_str::<Value>(&t)
+                .ok()
+                .and_then(|v| v.get("mock").cloned())
+        });
     match directive {
         Some(d) => Script {
             say: d["say"].as_str().unwrap_or("").to_string(),

@@ -17,13 +17,14 @@ mod limiter;
 
 use crate::api_error::ApiError;
 use crate::auth::{self, KeyRecord};
-use crate::config::LimiterFailure;
 use crate::config::{Config, OriginAuth, UnparseablePolicy};
+use crate::config::{InjectionAction, LimiterFailure};
+use crate::input::{self, injection::InjectionScanner};
 use crate::limits::{self, Decision, Tier};
 use crate::output::filter::{filter_json, FilterError, Outcome, StreamFilter};
 use crate::output::{catalog, Scanner};
 use crate::proxy::{self, Protocol, Route};
-use crate::telemetry::RequestLog;
+use crate::telemetry::{InputLog, RequestLog};
 
 /// Largest non-streamed origin response the gateway buffers for inspection.
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
@@ -31,6 +32,7 @@ const MAX_RESPONSE_BYTES: usize = 16 << 20;
 struct Loaded {
     config: Config,
     scanner: Scanner,
+    injection: InjectionScanner,
 }
 
 thread_local! {
@@ -46,7 +48,12 @@ fn load(env: &Env) -> Result<&'static Loaded, String> {
             let config = Config::from_lookup(&get).map_err(|e| e.to_string())?;
             let detectors = catalog(&config.detectors)?;
             let scanner = Scanner::new(detectors, config.output_holdback);
-            Ok(&*Box::leak(Box::new(Loaded { config, scanner })))
+            let injection = InjectionScanner::new().ok_or("injection rules do not compile")?;
+            Ok(&*Box::leak(Box::new(Loaded {
+                config,
+                scanner,
+                injection,
+            })))
         })
         .clone()
     })
@@ -268,6 +275,44 @@ async fn handle(
         l.stream = meta.stream;
     }
 
+    // The input layer: sanitize in place, enforce tools and caps, score the conversation.
+    let mut parsed = parsed;
+    let t0 = now_ms();
+    let report = input::inspect(
+        protocol,
+        &mut parsed,
+        &cfg.input,
+        record.tools.as_deref(),
+        &loaded.injection,
+    )?;
+    let flagged = report.verdict.score >= cfg.injection_threshold
+        && cfg.injection_action != InjectionAction::Off;
+    let enforce = flagged && cfg.injection_action == InjectionAction::Block && !record.monitor_only;
+    {
+        let mut l = log.borrow_mut();
+        l.inspect_ms += now_ms().saturating_sub(t0);
+        l.input = InputLog {
+            score: (report.verdict.score * 1000.0).round() / 1000.0,
+            rules: report.verdict.rules.iter().map(|r| r.to_string()).collect(),
+            action: if enforce {
+                "blocked"
+            } else if flagged {
+                "monitored"
+            } else {
+                "passed"
+            },
+            removed_invisible: report.removed,
+            hidden_payload: report.hidden_payload,
+            stripped_tools: report.stripped_tools.clone(),
+        };
+    }
+    if enforce {
+        // Never tell the client which rule fired.
+        return Err(ApiError::bad_request(
+            "prompt_injection_detected",
+            "The request was refused by the gateway's input policy.",
+        ));
+    }
     let tier = cfg
         .limits_for(&record.tier, record.limits.as_ref())
         .ok_or_else(|| {
@@ -278,7 +323,20 @@ async fn handle(
             );
             ApiError::internal()
         })?;
-    let mut parsed = parsed;
+    if let (Some(cap), Some(asked)) = (
+        tier.max_tokens,
+        parsed
+            .get("max_completion_tokens")
+            .or_else(|| parsed.get("max_tokens"))
+            .and_then(Value::as_u64),
+    ) {
+        if asked > u64::from(cap) {
+            return Err(ApiError::bad_request(
+                "max_tokens_too_large",
+                format!("This API key may ask for at most {cap} completion tokens."),
+            ));
+        }
+    }
     let client_wants_usage = parsed
         .get("stream_options")
         .and_then(|o| o.get("include_usage"))
@@ -324,6 +382,7 @@ async fn handle(
             stream: meta.stream,
             hide_usage: !client_wants_usage,
             reservation: reservation.clone(),
+            allowed_tools: record.tools.clone(),
         },
     )
     .await;
@@ -351,6 +410,7 @@ struct ForwardCtx<'a> {
     stream: bool,
     hide_usage: bool,
     reservation: Option<Reservation>,
+    allowed_tools: Option<Vec<String>>,
 }
 
 /// Asks the key's limiter for a decision and applies the failure policy.
@@ -510,6 +570,7 @@ async fn forward(
         stream,
         hide_usage,
         reservation,
+        allowed_tools,
     } = f;
     let cfg = &loaded.config;
     let _ = stream;
@@ -569,6 +630,7 @@ async fn forward(
                 env: env.clone(),
                 reservation,
                 hide_usage,
+                allowed_tools,
             },
         )
         .map(|r| (Handled::Streaming(r), 0));
@@ -577,7 +639,7 @@ async fn forward(
     let bytes = read_capped(&mut resp, MAX_RESPONSE_BYTES).await?;
     let t0 = now_ms();
     let mut used = 0;
-    let filtered = match filter_json(&loaded.scanner, protocol, &bytes) {
+    let filtered = match filter_json(&loaded.scanner, protocol, &bytes, allowed_tools.as_deref()) {
         Ok(f) => {
             log.borrow_mut().output.add(&f.findings);
             used = f.usage.as_ref().and_then(usage_tokens).unwrap_or(0);
@@ -805,11 +867,12 @@ struct Shared {
     used_tokens: Cell<u32>,
 }
 
-/// What a stream must settle with the limiter when it ends.
+/// What a stream must settle with the limiter when it ends, and how it is filtered.
 struct StreamLimits {
     env: Env,
     reservation: Option<Reservation>,
     hide_usage: bool,
+    allowed_tools: Option<Vec<String>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -834,6 +897,7 @@ fn stream_response(
     if limits.hide_usage {
         filter.hide_usage_chunks();
     }
+    filter.allow_tools(limits.allowed_tools.clone());
     let state = StreamState {
         upstream,
         filter,

@@ -19,6 +19,8 @@ pub enum Category {
     Canary,
     PromptLeak,
     Custom,
+    /// A tool call naming a tool outside the key's allow-list.
+    Tool,
 }
 
 /// What happens when a detector fires.

@@ -47,6 +47,8 @@ pub struct StreamFilter<'s> {
     events: Vec<SseEvent>,
     /// Usage-only chunks (asked for by the gateway, not the client) are read, not sent.
     hide_usage: bool,
+    /// Tool names the model may call (globs); `None`: any.
+    allowed_tools: Option<Vec<String>>,
 }
 
 impl<'s> StreamFilter<'s> {
@@ -63,7 +65,22 @@ impl<'s> StreamFilter<'s> {
             usage: None,
             events: Vec::new(),
             hide_usage: false,
+            allowed_tools: None,
         }
+    }
+
+    /// Blocks the stream at a tool call naming a tool outside `globs`, before any of its
+    /// arguments are sent.
+    pub fn allow_tools(&mut self, globs: Option<Vec<String>>) {
+        self.allowed_tools = globs;
+    }
+
+    fn tool_refused(&mut self, name: &str) -> bool {
+        if crate::input::tool_allowed(self.allowed_tools.as_deref(), name) {
+            return false;
+        }
+        self.findings.push(tool_finding());
+        true
     }
 
     /// Keeps usage-only chunks from the client (the gateway asked for them on its own).
@@ -241,6 +258,21 @@ impl<'s> StreamFilter<'s> {
             r.push_str(s, &mut o);
             blocked |= r.blocked();
             delta.insert("content".into(), Value::String(o));
+        }
+        let names: Vec<String> = delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .map(|calls| {
+                calls
+                    .iter()
+                    .filter_map(|c| c.pointer("/function/name").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.iter().any(|n| self.tool_refused(n)) {
+            delta.remove("tool_calls");
+            return (true, false);
         }
         if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
             for call in calls.iter_mut() {
@@ -426,6 +458,16 @@ impl<'s> StreamFilter<'s> {
                 }
             }
             "content_block_start" => {
+                let tool = msg
+                    .get("content_block")
+                    .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+                    .and_then(|b| b.get("name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if tool.is_some_and(|n| self.tool_refused(&n)) {
+                    self.anthropic_block(idx, out);
+                    return;
+                }
                 self.text.insert(idx, scanner.stream());
                 self.anthropic_start_block(&mut msg, idx);
                 if self.text.get(&idx).is_some_and(StreamRedactor::blocked) {
@@ -544,8 +586,35 @@ pub fn filter_json(
     scanner: &Scanner,
     protocol: Protocol,
     body: &[u8],
+    allowed_tools: Option<&[String]>,
 ) -> Result<FilteredBody, FilterError> {
     let mut v: Value = serde_json::from_slice(body).map_err(|_| FilterError::Unparseable)?;
+    // A call of a tool outside the allow-list withholds the whole response.
+    let called: Vec<&str> = match protocol {
+        Protocol::OpenAiChat => v
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.pointer("/message/tool_calls").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+            .collect(),
+        Protocol::AnthropicMessages => v
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+            .filter_map(|b| b.get("name").and_then(Value::as_str))
+            .collect(),
+    };
+    if called
+        .iter()
+        .any(|n| !crate::input::tool_allowed(allowed_tools, n))
+    {
+        return Err(FilterError::Blocked(vec![tool_finding()]));
+    }
     let mut findings = Vec::new();
     let mut blocked = false;
     let mut redact = |s: &mut String| {
@@ -595,6 +664,16 @@ pub fn filter_json(
         findings,
         usage,
     })
+}
+
+fn tool_finding() -> Finding {
+    Finding {
+        detector: "tool_not_allowed".into(),
+        category: super::Category::Tool,
+        action: super::Action::Block,
+        start: 0,
+        end: 0,
+    }
 }
 
 fn redact_strings(v: &mut Value, f: &mut dyn FnMut(&mut String)) {

@@ -10,6 +10,7 @@ use crate::harness::{request, Resp};
 use crate::{scripted, Ctx};
 
 pub const TESTS: &[crate::Test] = &[
+    ("limits_max_tokens_cap", limits_max_tokens_cap),
     (
         "limits_requests_exact_under_concurrency",
         limits_requests_exact_under_concurrency,
@@ -47,6 +48,14 @@ fn post_as(port: u16, key: &str, body: &Value) -> Resp {
         Some(body.to_string().as_bytes()),
     )
     .expect("request")
+}
+
+fn limits_max_tokens_cap(ctx: &Ctx) {
+    let mut body = scripted("x", false, json!({}));
+    body["max_tokens"] = json!(1000);
+    let r = post_as(ctx.gw.port, &ctx.ten_key, &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "max_tokens_too_large");
 }
 
 fn limits_requests_exact_under_concurrency(ctx: &Ctx) {

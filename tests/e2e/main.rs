@@ -35,13 +35,16 @@ pub struct Ctx {
     pub ten_key: String,
     pub two_key: String,
     pub budget_key: String,
+    /// Findings reported, nothing blocked; and a key limited to `get_*` tools.
+    pub monitor_key: String,
+    pub tools_key: String,
 }
 
 /// Limit tiers for the tests; `default` is generous so that other tests never hit it.
 pub const TEST_TIERS: &str = r#"{"default": {"requests_per_minute": 100000, "burst": 100000, "concurrency": 1000, "tokens_per_minute": 100000000},
-  "ten": {"requests_per_minute": 10, "burst": 10},
+  "ten": {"requests_per_minute": 10, "burst": 10, "max_tokens": 256},
   "two": {"concurrency": 2},
-  "budget": {"tokens_per_minute": 1000, "max_tokens": 256}}"#;
+  "budget": {"tokens_per_minute": 1000}}"#;
 
 impl Ctx {
     pub fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Resp {
@@ -73,8 +76,10 @@ pub fn scripted(say: &str, stream: bool, extra: Value) -> Value {
             mock[k] = v;
         }
     }
+    // The script goes in the system message: operator text, which the input layer trusts.
     json!({"model": "gpt-4o-mini", "stream": stream,
-           "messages": [{"role": "user", "content": json!({"mock": mock}).to_string()}]})
+           "messages": [{"role": "system", "content": json!({"mock": mock}).to_string()},
+                        {"role": "user", "content": "Please answer."}]})
 }
 
 /// Concatenated `delta.content` of an OpenAI stream.
@@ -112,6 +117,7 @@ fn key_record(id: &str, extra: Value) -> String {
 }
 
 mod foundation;
+mod input;
 mod limits;
 mod output;
 
@@ -123,6 +129,7 @@ fn main() {
     tests.extend_from_slice(foundation::TESTS);
     tests.extend_from_slice(output::TESTS);
     tests.extend_from_slice(limits::TESTS);
+    tests.extend_from_slice(input::TESTS);
     let selected: Vec<&Test> = tests
         .iter()
         .filter(|(n, _)| filter.as_ref().is_none_or(|f| n.contains(f.as_str())))
@@ -144,6 +151,8 @@ fn main() {
     let ten_key = format_key(&[4; 32]);
     let two_key = format_key(&[5; 32]);
     let budget_key = format_key(&[6; 32]);
+    let monitor_key = format_key(&[7; 32]);
+    let tools_key = format_key(&[8; 32]);
     harness::seed_keys(
         &state,
         &[
@@ -167,6 +176,14 @@ fn main() {
             (
                 kv_key(&budget_key),
                 key_record("k_budget", json!({"tier": "budget"})),
+            ),
+            (
+                kv_key(&monitor_key),
+                key_record("k_monitor", json!({"monitor_only": true})),
+            ),
+            (
+                kv_key(&tools_key),
+                key_record("k_tools", json!({"tools": ["get_*"]})),
             ),
         ],
     );
@@ -237,6 +254,8 @@ fn main() {
         ten_key,
         two_key,
         budget_key,
+        monitor_key,
+        tools_key,
     };
 
     let (mut passed, mut failed) = (0, 0);
