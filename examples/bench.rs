@@ -11,7 +11,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use edgeguard::input::injection::InjectionScanner;
+use edgeguard::input::{inspect, InputPolicy};
 use edgeguard::output::{catalog, CatalogConfig, Scanner};
+use edgeguard::proxy::Protocol;
 
 const PROSE: &str = "The quick brown fox jumps over the lazy dog while the committee reviews \
 the quarterly plan. Streaming answers arrive token by token, and most of them carry nothing \
@@ -48,6 +51,57 @@ fn throughput(s: &Scanner, text: &str, chunk: usize) -> f64 {
     total as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
+/// A conversation of about `bytes` of text: alternating user and assistant turns of prose,
+/// with a system prompt, as JSON (what the gateway parses).
+fn conversation(bytes: usize) -> serde_json::Map<String, serde_json::Value> {
+    let mut messages = vec![
+        serde_json::json!({"role": "system", "content": "You are a helpful assistant for a travel company."}),
+    ];
+    let mut total = 0;
+    let mut turn = 0;
+    while total < bytes {
+        let text = PROSE.repeat(2);
+        total += text.len();
+        let role = if turn % 2 == 0 { "user" } else { "assistant" };
+        messages.push(serde_json::json!({"role": role, "content": text}));
+        turn += 1;
+    }
+    let mut m = serde_json::Map::new();
+    m.insert("model".into(), "m".into());
+    m.insert("messages".into(), serde_json::Value::Array(messages));
+    m
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn scanner_latency() {
+    let s = InjectionScanner::new().unwrap();
+    let policy = InputPolicy::default();
+    println!();
+    println!("| conversation | p50 | p99 |");
+    println!("|---|---|---|");
+    for kib in [1usize, 8, 64] {
+        let body = conversation(kib << 10);
+        let runs = if kib == 64 { 200 } else { 1000 };
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let mut b = body.clone();
+            let t = Instant::now();
+            let r = inspect(Protocol::OpenAiChat, &mut b, &policy, None, &s).unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+            black_box(r);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "| {kib} KiB | {:.0} us | {:.0} us |",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+    }
+}
+
 fn main() {
     let s = Scanner::new(
         catalog(&CatalogConfig {
@@ -59,6 +113,8 @@ fn main() {
     );
     let prose = text(PROSE, 1 << 20);
     let dense = text(DENSE, 1 << 18);
+    println!("Output filter: streaming redactor throughput");
+    println!();
     println!("| input | piece size | MB/s |");
     println!("|---|---|---|");
     for (name, t) in [
@@ -131,4 +187,7 @@ fn main() {
         pct(waits[2]),
         pct(waits[3])
     );
+    println!();
+    println!("Input layer: sanitize, fold and scan a whole conversation (latency per request)");
+    scanner_latency();
 }

@@ -9,7 +9,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_lite::Regex;
 use unicode_normalization::UnicodeNormalization;
 
-use super::sanitize::skeleton;
+use super::sanitize;
 
 /// The score at or above which a request is treated as an injection, unless configured.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
@@ -55,9 +55,8 @@ struct Phrase {
 pub struct InjectionScanner {
     phrases: AhoCorasick,
     phrase_meta: Vec<Phrase>,
-    regexes: Vec<(&'static str, f64, Regex, View)>,
-    b64: Regex,
-    hex: Regex,
+    /// (rule, weight, regex, view, literals one of which must occur for the regex to run)
+    regexes: Vec<(&'static str, f64, Regex, View, &'static [&'static str])>,
     /// Most bytes scanned per request.
     pub budget: usize,
 }
@@ -616,14 +615,29 @@ const PHRASES: &[(&str, f64, &[&str])] = &[
     ),
 ];
 
-/// Regex rules: (rule id, weight, pattern, view).
-const PATTERNS: &[(&str, f64, &str, u8)] = &[
+/// Regex rules: (rule id, weight, pattern, view (0 skeleton, 1 lower-cased), literals one of
+/// which must occur in the view before the regex runs: a cheap filter that spares the regex
+/// engine on ordinary text).
+type Pattern = (&'static str, f64, &'static str, u8, &'static [&'static str]);
+
+const PATTERNS: &[Pattern] = &[
     // Chat-template and role delimiters smuggled into content.
     (
         "fake_delimiter",
         0.8,
         r"<\|(?:im_start|im_end|system|user|assistant|endoftext|start_header_id|eot_id)\|>|\[/?inst\]|<</?sys>>|</s>|(?:^|\n)\s*#{2,}\s*(?:system|instruction|new instructions)|(?:^|\n)\s*(?:system|assistant)\s*:",
         1,
+        &[
+            "<|",
+            "[inst",
+            "[/inst",
+            "<<sys",
+            "<</sys",
+            "</s>",
+            "##",
+            "system",
+            "assistant",
+        ],
     ),
     // Override verbs near instruction nouns, with other words in between.
     (
@@ -631,6 +645,16 @@ const PATTERNS: &[(&str, f64, &str, u8)] = &[
         0.9,
         r"\b(?:ignore|disregard|forget|overlook|skip|bypass|override|neglect)\b[^.\n]{0,40}\b(?:previous|prior|above|earlier|preceding|former|initial|original|given|system)\b[^.\n]{0,20}\b(?:instructions?|prompts?|rules|directions?|guidelines|context|commands?|tasks?|messages?|information|orders)",
         0,
+        &[
+            "ignore",
+            "disregard",
+            "forget",
+            "overlook",
+            "skip",
+            "bypass",
+            "override",
+            "neglect",
+        ],
     ),
     // Payload splitting: pieces assigned to variables and then joined.
     (
@@ -638,6 +662,7 @@ const PATTERNS: &[(&str, f64, &str, u8)] = &[
         0.6,
         r#"\b[a-z]\w{0,8}\s*=\s*["'][^"'\n]{1,80}["'][\s\S]{0,200}\b[a-z]\w{0,8}\s*\+\s*[a-z]\w{0,8}"#,
         1,
+        &["='", "= '", "=\"", "= \""],
     ),
     // "X stands for" acronyms and persona setups typical of DAN-style templates.
     (
@@ -645,6 +670,7 @@ const PATTERNS: &[(&str, f64, &str, u8)] = &[
         0.7,
         r"\b(?:dan|aim|stan|dude|mongo tom)\b[^.\n]{0,40}\b(?:stands for|which stands|can do anything|has broken free)",
         0,
+        &["stands for", "can do anything", "broken free"],
     ),
     // Praise, then a pivot to a new task ("Well done. Now write ...").
     (
@@ -652,6 +678,25 @@ const PATTERNS: &[(&str, f64, &str, u8)] = &[
         0.55,
         r"\b(?:well done|very good|very well done|great job|excellent|simply great|congratulations|that is enough|that is done|that was ok|outdone yourself|sehr gut|großartig|ausgezeichnet|herzlichen glückwunsch|das genügt|erledigt|übertroffen|einfach großartig)\b[^?]{0,80}\b(?:now|jetzt|nun)\b",
         0,
+        &[
+            "well done",
+            "very good",
+            "great job",
+            "excellent",
+            "simply great",
+            "congratulations",
+            "that is enough",
+            "that is done",
+            "that was ok",
+            "outdone",
+            "sehr gut",
+            "großartig",
+            "ausgezeichnet",
+            "glückwunsch",
+            "genügt",
+            "erledigt",
+            "übertroffen",
+        ],
     ),
     // Opinions or statements dictated to the model.
     (
@@ -659,6 +704,13 @@ const PATTERNS: &[(&str, f64, &str, u8)] = &[
         0.45,
         r"\b(?:state|say|write|include|declare) that\b[^.?!]{0,60}\b(?:is the best|is the most|hate|are the best|will die|is crazy|is stupid)",
         0,
+        &[
+            "state that",
+            "say that",
+            "write that",
+            "include that",
+            "declare that",
+        ],
     ),
     // "Human:"/"AI:" turns written into a user message.
     (
@@ -666,13 +718,7 @@ const PATTERNS: &[(&str, f64, &str, u8)] = &[
         0.5,
         r"(?:^|\n|\s)(?:human|user|ai|assistant)\s*:\s*(?:human|user|ai|assistant)?\s*:",
         1,
-    ),
-    // Many repetitions of one short phrase (token-repetition attacks).
-    (
-        "repetition",
-        0.5,
-        r"(\b\w+(?:\s+\w+){0,3}\b)(?:[\s,.]+\1){6,}",
-        3,
+        &["human", "user", "assistant", "ai:", "ai :"],
     ),
 ];
 
@@ -696,25 +742,18 @@ impl InjectionScanner {
             .build(&pats)
             .ok()?;
         let mut regexes = Vec::new();
-        for (rule, weight, pat, view) in PATTERNS {
-            // The repetition rule uses a back-reference, which regex-lite lacks: it is
-            // implemented by hand below.
-            if *view == 3 {
-                continue;
-            }
+        for (rule, weight, pat, view, pre) in PATTERNS {
             let view = if *view == 0 {
                 View::Skeleton
             } else {
                 View::Lower
             };
-            regexes.push((*rule, *weight, Regex::new(pat).ok()?, view));
+            regexes.push((*rule, *weight, Regex::new(pat).ok()?, view, *pre));
         }
         Some(InjectionScanner {
             phrases,
             phrase_meta: meta,
             regexes,
-            b64: Regex::new(r"[A-Za-z0-9+/]{16,}={0,2}").ok()?,
-            hex: Regex::new(r"(?:[0-9a-fA-F]{2}[\s:]?){12,}").ok()?,
             budget: 256 << 10,
         })
     }
@@ -754,8 +793,8 @@ impl InjectionScanner {
 
     /// Returns Π(1 - w) for one text and the rules that fired. Each rule counts once per text.
     fn scan_text(&self, text: &str, depth: u32) -> (f64, Vec<&'static str>) {
-        let skel = skeleton(text);
-        let lower: String = text.nfkc().flat_map(char::to_lowercase).collect();
+        let lower = sanitize::lower(text);
+        let skel = sanitize::skeleton_of_lower(&lower);
         let mut fired: Vec<(&'static str, f64)> = Vec::new();
         let fire = |rule: &'static str, w: f64, fired: &mut Vec<(&'static str, f64)>| {
             match fired.iter_mut().find(|(r, _)| *r == rule) {
@@ -765,7 +804,13 @@ impl InjectionScanner {
             }
         };
         let mut seen = Vec::new();
-        for hay in [&skel, &lower] {
+        // One pass when folding changed nothing.
+        let views: &[&String] = if skel == lower {
+            &[&skel]
+        } else {
+            &[&skel, &lower]
+        };
+        for hay in views {
             for m in self.phrases.find_overlapping_iter(hay.as_str()) {
                 let idx = m.pattern().as_usize();
                 if seen.contains(&idx) {
@@ -776,11 +821,14 @@ impl InjectionScanner {
                 fire(p.rule, p.weight, &mut fired);
             }
         }
-        for (rule, w, re, view) in &self.regexes {
+        for (rule, w, re, view, pre) in &self.regexes {
             let hay = match view {
                 View::Skeleton => &skel,
                 View::Lower => &lower,
             };
+            if !pre.is_empty() && !pre.iter().any(|p| hay.contains(p)) {
+                continue;
+            }
             if re.is_match(hay) {
                 fire(rule, *w, &mut fired);
             }
@@ -814,13 +862,37 @@ impl InjectionScanner {
     fn decodings(&self, text: &str, outer: bool) -> Vec<String> {
         let mut out = Vec::new();
         let cap = 16 << 10;
-        for m in self.b64.find_iter(text).take(8) {
-            if let Some(d) = base64_decode(m.as_str()).and_then(printable) {
-                out.push(d);
+        // Base64 runs: 16 or more characters of the alphabet, with digits or capitals inside
+        // (plain words are runs of the alphabet too).
+        for run in runs(
+            text,
+            |b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=',
+            16,
+        )
+        .take(8)
+        {
+            let mixed = run
+                .bytes()
+                .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+                && run.bytes().any(|b| b.is_ascii_lowercase());
+            if mixed {
+                if let Some(d) = base64_decode(run.trim_end_matches('=')).and_then(printable) {
+                    out.push(d);
+                }
             }
         }
-        for m in self.hex.find_iter(text).take(8) {
-            let digits: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_hexdigit).collect();
+        // Hex runs: 24 or more hex digits (optionally separated by spaces or colons).
+        for run in runs(
+            text,
+            |b| b.is_ascii_hexdigit() || b == b' ' || b == b':',
+            24,
+        )
+        .take(8)
+        {
+            let digits: Vec<u8> = run.bytes().filter(u8::is_ascii_hexdigit).collect();
+            if digits.len() < 24 {
+                continue;
+            }
             let bytes: Vec<u8> = digits
                 .chunks(2)
                 .filter(|c| c.len() == 2)
@@ -835,14 +907,43 @@ impl InjectionScanner {
                 out.push(d);
             }
         }
-        if outer {
-            let t = bounded(text, cap);
-            out.push(rot13(t));
-            out.push(t.chars().rev().collect());
+        // ROT13 and reversed text are tried only on short texts that do not read as plain
+        // language but do once transformed.
+        if outer && text.len() <= 4096 && stopword_share(text) < 0.05 {
+            let r = rot13(text);
+            if stopword_share(&r) >= 0.1 {
+                out.push(r);
+            }
+            let rev: String = text.chars().rev().collect();
+            if stopword_share(&rev) >= 0.1 {
+                out.push(rev);
+            }
         }
         out.retain(|d| d.len() >= 8 && d.len() <= cap && d != text);
         out
     }
+}
+
+/// Maximal runs of bytes accepted by `class`, at least `min` long.
+fn runs(text: &str, class: impl Fn(u8) -> bool, min: usize) -> impl Iterator<Item = &str> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            while i < b.len() && !class(b[i]) {
+                i += 1;
+            }
+            let start = i;
+            while i < b.len() && class(b[i]) {
+                i += 1;
+            }
+            if i - start >= min {
+                // The class is ASCII, so the run's ends are character boundaries.
+                return text.get(start..i);
+            }
+        }
+        None
+    })
 }
 
 fn bounded(text: &str, max: usize) -> &str {
@@ -910,6 +1011,65 @@ fn url_decode(s: &str) -> Option<String> {
         i += 1;
     }
     String::from_utf8(out).ok()
+}
+
+/// Share of words that are common function words in English and the corpora's other
+/// languages (a text that reads as language has plenty).
+fn stopword_share(s: &str) -> f64 {
+    const WORDS: &[&str] = &[
+        "the",
+        "and",
+        "to",
+        "of",
+        "a",
+        "is",
+        "you",
+        "your",
+        "in",
+        "that",
+        "it",
+        "for",
+        "all",
+        "are",
+        "what",
+        "me",
+        "tell",
+        "previous",
+        "instructions",
+        "ignore",
+        "say",
+        "with",
+        "this",
+        "be",
+        "not",
+        "der",
+        "die",
+        "das",
+        "und",
+        "le",
+        "la",
+        "les",
+        "de",
+        "el",
+        "que",
+    ];
+    let mut total = 0usize;
+    let mut hits = 0usize;
+    for w in s
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(2000)
+    {
+        total += 1;
+        if WORDS.iter().any(|x| x.eq_ignore_ascii_case(w)) {
+            hits += 1;
+        }
+    }
+    if total == 0 {
+        0.0
+    } else {
+        hits as f64 / total as f64
+    }
 }
 
 fn rot13(s: &str) -> String {

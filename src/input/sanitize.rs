@@ -119,8 +119,30 @@ fn leet(c: char) -> Option<char> {
 /// white space collapsed, separators inside words (`i.g.n.o.r.e`, `i g n o r e`) kept as they
 /// are (the phrase rules allow for them where it matters).
 pub fn skeleton(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let chars: Vec<char> = text.nfkc().flat_map(char::to_lowercase).collect();
+    skeleton_of_lower(&lower(text))
+}
+
+/// NFKC and lower case (ASCII text is its own NFKC form: the fast path).
+pub fn lower(text: &str) -> String {
+    if text.is_ascii() {
+        text.to_ascii_lowercase()
+    } else {
+        text.nfkc().flat_map(char::to_lowercase).collect()
+    }
+}
+
+/// The skeleton of text already passed through [`lower`].
+pub fn skeleton_of_lower(lowered: &str) -> String {
+    // Fast path: nothing to fold (ASCII letters, single spaces, no leet characters).
+    let plain = lowered
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b == b' ' || b == b'.' || b == b',')
+        && !lowered.contains("  ");
+    if plain {
+        return lowered.to_string();
+    }
+    let mut out = String::with_capacity(lowered.len());
+    let chars: Vec<char> = lowered.chars().collect();
     let mut last_space = false;
     for (i, &c) in chars.iter().enumerate() {
         let c = confusable(c).unwrap_or(c);
