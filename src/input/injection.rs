@@ -1058,7 +1058,7 @@ fn stopword_share(s: &str) -> f64 {
     for w in s
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .take(2000)
+        .take(64)
     {
         total += 1;
         if WORDS.iter().any(|x| x.eq_ignore_ascii_case(w)) {
@@ -1084,7 +1084,7 @@ fn rot13(s: &str) -> String {
 
 /// The same short phrase (one to four words) repeated more than six times in a row.
 fn repeated_phrase(skel: &str) -> bool {
-    let words: Vec<&str> = skel.split_whitespace().take(4000).collect();
+    let words: Vec<&str> = skel.split_whitespace().take(1000).collect();
     for n in 1..=4 {
         if words.len() < n * 7 {
             break;
@@ -1109,8 +1109,10 @@ fn repeated_phrase(skel: &str) -> bool {
 /// together. Code and JSON are dense in symbols too, but their brackets balance. Returns a
 /// weight, 0 if none.
 pub fn gibberish(text: &str) -> f64 {
-    let chars: Vec<char> = text.chars().collect();
-    let tail = &chars[chars.len().saturating_sub(100)..];
+    // Only the last 100 characters matter: find where they start without walking the text.
+    let start = text.char_indices().rev().nth(99).map_or(0, |(i, _)| i);
+    let tail: Vec<char> = text[start..].chars().collect();
+    let tail = &tail[..];
     if tail.len() < 30 {
         return 0.0;
     }

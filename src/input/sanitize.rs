@@ -38,7 +38,10 @@ pub fn is_invisible(c: char) -> bool {
 
 /// Removes invisible characters; decodes the ASCII hidden in tag characters.
 pub fn sanitize(text: &str) -> Sanitized {
-    if !text.chars().any(is_invisible) {
+    let printable_ascii = text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\n' | b'\r' | b'\t'));
+    if printable_ascii || !text.chars().any(is_invisible) {
         return Sanitized {
             text: text.to_string(),
             ..Sanitized::default()

@@ -38,13 +38,16 @@ pub struct Ctx {
     /// Findings reported, nothing blocked; and a key limited to `get_*` tools.
     pub monitor_key: String,
     pub tools_key: String,
+    /// A key on a tier without limits (no limiter call).
+    pub free_key: String,
 }
 
 /// Limit tiers for the tests; `default` is generous so that other tests never hit it.
 pub const TEST_TIERS: &str = r#"{"default": {"requests_per_minute": 100000, "burst": 100000, "concurrency": 1000, "tokens_per_minute": 100000000},
   "ten": {"requests_per_minute": 10, "burst": 10, "max_tokens": 256},
   "two": {"concurrency": 2},
-  "budget": {"tokens_per_minute": 1000}}"#;
+  "budget": {"tokens_per_minute": 1000},
+  "unlimited": {}}"#;
 
 impl Ctx {
     pub fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Resp {
@@ -116,6 +119,7 @@ fn key_record(id: &str, extra: Value) -> String {
     r.to_string()
 }
 
+mod bench;
 mod foundation;
 mod input;
 mod limits;
@@ -130,6 +134,9 @@ fn main() {
     tests.extend_from_slice(output::TESTS);
     tests.extend_from_slice(limits::TESTS);
     tests.extend_from_slice(input::TESTS);
+    if std::env::var("EDGEGUARD_BENCH").as_deref() == Ok("1") {
+        tests.extend_from_slice(bench::TESTS);
+    }
     let selected: Vec<&Test> = tests
         .iter()
         .filter(|(n, _)| filter.as_ref().is_none_or(|f| n.contains(f.as_str())))
@@ -153,6 +160,7 @@ fn main() {
     let budget_key = format_key(&[6; 32]);
     let monitor_key = format_key(&[7; 32]);
     let tools_key = format_key(&[8; 32]);
+    let free_key = format_key(&[9; 32]);
     harness::seed_keys(
         &state,
         &[
@@ -184,6 +192,10 @@ fn main() {
             (
                 kv_key(&tools_key),
                 key_record("k_tools", json!({"tools": ["get_*"]})),
+            ),
+            (
+                kv_key(&free_key),
+                key_record("k_free", json!({"tier": "unlimited"})),
             ),
         ],
     );
@@ -256,6 +268,7 @@ fn main() {
         budget_key,
         monitor_key,
         tools_key,
+        free_key,
     };
 
     let (mut passed, mut failed) = (0, 0);
