@@ -615,10 +615,9 @@ fn judge_jwt(run: &str, complete: bool) -> Tri {
             Tri::NeedMore
         };
     };
+    // The start of a JSON object (a header may be damaged past its first key).
     match base64url_decode(header) {
-        Some(h)
-            if h.first() == Some(&b'{')
-                && serde_json::from_slice::<serde_json::Value>(&h).is_ok() => {}
+        Some(h) if h.starts_with(b"{\"") => {}
         _ => return Tri::No,
     }
     if rest.len() >= 4 {
