@@ -159,7 +159,40 @@ impl DurableObject for Limiter {
     }
 }
 
-/// Calls the limiter object `name` with a JSON body, within `timeout_ms`.
+/// Posts a JSON body to the limiter object `name` and returns its response, within
+/// `timeout_ms`; anything but a 200 is an error.
+async fn post(
+    env: &Env,
+    name: &str,
+    path: &str,
+    json: String,
+    timeout_ms: u64,
+) -> std::result::Result<Response, String> {
+    let run = async {
+        let ns = env.durable_object("LIMITER").map_err(|e| e.to_string())?;
+        let stub = ns.get_by_name(name).map_err(|e| e.to_string())?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_body(Some(worker::wasm_bindgen::JsValue::from_str(&json)));
+        let req = Request::new_with_init(&format!("https://limiter{path}"), &init)
+            .map_err(|e| e.to_string())?;
+        let resp = stub
+            .fetch_with_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status_code() != 200 {
+            return Err(format!("limiter answered {}", resp.status_code()));
+        }
+        Ok(resp)
+    };
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    match select(Box::pin(run), Box::pin(timer)).await {
+        Either::Left((r, _)) => r,
+        Either::Right(_) => Err(format!("limiter did not answer within {timeout_ms} ms")),
+    }
+}
+
+/// Calls the limiter object `name` with a JSON body and reads a JSON answer.
 pub async fn call<B: Serialize, T: for<'de> Deserialize<'de>>(
     env: &Env,
     name: &str,
@@ -167,29 +200,9 @@ pub async fn call<B: Serialize, T: for<'de> Deserialize<'de>>(
     body: &B,
     timeout_ms: u64,
 ) -> std::result::Result<T, String> {
-    let run = async {
-        let ns = env.durable_object("LIMITER").map_err(|e| e.to_string())?;
-        let stub = ns.get_by_name(name).map_err(|e| e.to_string())?;
-        let json = serde_json::to_string(body).map_err(|e| e.to_string())?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(worker::wasm_bindgen::JsValue::from_str(&json)));
-        let req = Request::new_with_init(&format!("https://limiter{path}"), &init)
-            .map_err(|e| e.to_string())?;
-        let mut resp = stub
-            .fetch_with_request(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        if resp.status_code() != 200 {
-            return Err(format!("limiter answered {}", resp.status_code()));
-        }
-        resp.json::<T>().await.map_err(|e| e.to_string())
-    };
-    let timer = Delay::from(Duration::from_millis(timeout_ms));
-    match select(Box::pin(run), Box::pin(timer)).await {
-        Either::Left((r, _)) => r,
-        Either::Right(_) => Err(format!("limiter did not answer within {timeout_ms} ms")),
-    }
+    let json = serde_json::to_string(body).map_err(|e| e.to_string())?;
+    let mut resp = post(env, name, path, json, timeout_ms).await?;
+    resp.json::<T>().await.map_err(|e| e.to_string())
 }
 
 /// Like [`call`], for endpoints that answer with text.
@@ -200,27 +213,7 @@ pub async fn call_text<B: Serialize>(
     body: &B,
     timeout_ms: u64,
 ) -> std::result::Result<String, String> {
-    let run = async {
-        let ns = env.durable_object("LIMITER").map_err(|e| e.to_string())?;
-        let stub = ns.get_by_name(name).map_err(|e| e.to_string())?;
-        let json = serde_json::to_string(body).map_err(|e| e.to_string())?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(worker::wasm_bindgen::JsValue::from_str(&json)));
-        let req = Request::new_with_init(&format!("https://limiter{path}"), &init)
-            .map_err(|e| e.to_string())?;
-        let mut resp = stub
-            .fetch_with_request(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        if resp.status_code() != 200 {
-            return Err(format!("limiter answered {}", resp.status_code()));
-        }
-        resp.text().await.map_err(|e| e.to_string())
-    };
-    let timer = Delay::from(Duration::from_millis(timeout_ms));
-    match select(Box::pin(run), Box::pin(timer)).await {
-        Either::Left((r, _)) => r,
-        Either::Right(_) => Err(format!("limiter did not answer within {timeout_ms} ms")),
-    }
+    let json = serde_json::to_string(body).map_err(|e| e.to_string())?;
+    let mut resp = post(env, name, path, json, timeout_ms).await?;
+    resp.text().await.map_err(|e| e.to_string())
 }

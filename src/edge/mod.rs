@@ -379,7 +379,6 @@ async fn handle(
             loaded,
             protocol,
             path: &path,
-            stream: meta.stream,
             hide_usage: !client_wants_usage,
             reservation: reservation.clone(),
             allowed_tools: record.tools.clone(),
@@ -407,7 +406,6 @@ struct ForwardCtx<'a> {
     loaded: &'static Loaded,
     protocol: Protocol,
     path: &'a str,
-    stream: bool,
     hide_usage: bool,
     reservation: Option<Reservation>,
     allowed_tools: Option<Vec<String>>,
@@ -567,13 +565,11 @@ async fn forward(
         loaded,
         protocol,
         path,
-        stream,
         hide_usage,
         reservation,
         allowed_tools,
     } = f;
     let cfg = &loaded.config;
-    let _ = stream;
     let upstream_body = serde_json::to_string(&Value::Object(parsed)).map_err(|_| {
         ApiError::bad_request("invalid_json", "The request body cannot be forwarded.")
     })?;

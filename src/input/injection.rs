@@ -10,6 +10,7 @@ use regex_lite::Regex;
 use unicode_normalization::UnicodeNormalization;
 
 use super::sanitize;
+use crate::output::detectors::base64_decode;
 
 /// The score at or above which a request is treated as an injection, unless configured.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
@@ -955,29 +956,6 @@ fn bounded(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 /// Decoded bytes that read as text (mostly printable UTF-8 with letters and spaces).

@@ -616,7 +616,7 @@ fn judge_jwt(run: &str, complete: bool) -> Tri {
         };
     };
     // The start of a JSON object (a header may be damaged past its first key).
-    match base64url_decode(header) {
+    match base64_decode(header) {
         Some(h) if h.starts_with(b"{\"") => {}
         _ => return Tri::No,
     }
@@ -635,7 +635,8 @@ fn judge_jwt(run: &str, complete: bool) -> Tri {
     }
 }
 
-fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+/// Decodes standard or URL-safe base64, padded or not; `None` on a byte outside the alphabet.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let mut acc: u32 = 0;
     let mut bits = 0;
