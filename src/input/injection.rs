@@ -330,6 +330,30 @@ const PHRASES: &[(&str, f64, &[&str])] = &[
     ),
     (
         "role_switch",
+        0.55,
+        &[
+            "i want you to act as",
+            "now you are",
+            "new task",
+            "ich möchte, dass sie als",
+            "jetzt bist du",
+            "nun bist du",
+        ],
+    ),
+    (
+        "role_switch",
+        0.3,
+        &[
+            "act as a",
+            "act as an",
+            "you are the",
+            "du bist",
+            "state that",
+            "say that you",
+        ],
+    ),
+    (
+        "role_switch",
         0.4,
         &[
             "you are now",
@@ -1127,10 +1151,40 @@ pub fn gibberish(text: &str) -> f64 {
             letters >= 2 && puncts >= 2
         })
         .count();
+    // Odd tokens: case changing inside a word ("IsaacwolPlugin", "carefullyvertOUR"), letters
+    // glued to symbols, or clusters of symbols ("[...]%=", "!/---").
+    let words: Vec<&str> = tail_s.split_whitespace().collect();
+    let odd = words
+        .iter()
+        .filter(|w| {
+            let b = w.as_bytes();
+            let inner_case = b
+                .windows(2)
+                .any(|p| p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase());
+            let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+            let symbols = b.iter().filter(|c| c.is_ascii_punctuation()).count();
+            inner_case || (letters >= 2 && symbols >= 2) || (letters == 0 && symbols >= 2)
+        })
+        .count();
+    // Structured data (JSON, code) pairs its brackets and quotes; optimized suffixes rarely do.
+    let quotes = tail.iter().filter(|c| **c == '"').count();
+    let structured =
+        unpaired == 0 && quotes % 2 == 0 && tail.iter().any(|c| matches!(c, '{' | '[' | '('));
+    // Optimized suffixes are one line; code and tables span several.
+    let multiline = tail.iter().filter(|c| **c == '\n').count() >= 2;
+    let odd_share = if words.is_empty() || multiline {
+        0.0
+    } else {
+        odd as f64 / words.len() as f64
+    };
     if ratio >= 0.1 && unpaired >= 2 && glued >= 2 {
         0.8
-    } else if ratio >= 0.06 && unpaired >= 1 && glued >= 2 {
+    } else if (ratio >= 0.06 && unpaired >= 1 && glued >= 2 && !multiline)
+        || (odd_share >= 0.3 && odd >= 4 && !structured)
+    {
         0.55
+    } else if odd_share >= 0.2 && odd >= 3 && !structured {
+        0.4
     } else {
         0.0
     }
@@ -1170,6 +1224,8 @@ mod tests {
             "How do I create a strong password for my bank account?",
             "Please describe a calming scene in nature.",
             "Write a haiku about the ocean.",
+            r#"{"mock": {"say": "Hello from the SDK test, write to ops@example.com please.", "delay_ms": 5}}"#,
+            "Fix this: def read(path): return json.loads(open(path).read())[0]['items']",
         ] {
             let v = score(t);
             assert!(v.score < 0.5, "{t}: {v:?}");
