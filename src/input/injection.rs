@@ -56,8 +56,13 @@ struct Phrase {
 pub struct InjectionScanner {
     phrases: AhoCorasick,
     phrase_meta: Vec<Phrase>,
-    /// (rule, weight, regex, view, literals one of which must occur for the regex to run)
-    regexes: Vec<(&'static str, f64, Regex, View, &'static [&'static str])>,
+    /// (rule, weight, regex, view) of the regex rules.
+    regexes: Vec<(&'static str, f64, Regex, View)>,
+    /// All regex rules' prefilter literals in one automaton; pattern i belongs to regex rule
+    /// `prefilter_rule[i]`. Rules with no literals always run.
+    prefilter: AhoCorasick,
+    prefilter_rule: Vec<usize>,
+    unfiltered: Vec<usize>,
     /// Most bytes scanned per request.
     pub budget: usize,
 }
@@ -767,15 +772,32 @@ impl InjectionScanner {
             .build(&pats)
             .ok()?;
         let mut regexes = Vec::new();
-        for (rule, weight, pat, view, pre) in PATTERNS {
+        let mut literals: Vec<&str> = Vec::new();
+        let mut prefilter_rule = Vec::new();
+        let mut unfiltered = Vec::new();
+        for (i, (rule, weight, pat, view, pre)) in PATTERNS.iter().enumerate() {
             let view = if *view == 0 {
                 View::Skeleton
             } else {
                 View::Lower
             };
-            regexes.push((*rule, *weight, Regex::new(pat).ok()?, view, *pre));
+            regexes.push((*rule, *weight, Regex::new(pat).ok()?, view));
+            if pre.is_empty() {
+                unfiltered.push(i);
+            }
+            for l in *pre {
+                literals.push(l);
+                prefilter_rule.push(i);
+            }
         }
+        let prefilter = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .build(&literals)
+            .ok()?;
         Some(InjectionScanner {
+            prefilter,
+            prefilter_rule,
+            unfiltered,
             phrases,
             phrase_meta: meta,
             regexes,
@@ -846,14 +868,22 @@ impl InjectionScanner {
                 fire(p.rule, p.weight, &mut fired);
             }
         }
-        for (rule, w, re, view, pre) in &self.regexes {
+        // Which regex rules have a literal present (in either view): one automaton pass each.
+        let mut candidates: Vec<usize> = self.unfiltered.clone();
+        for hay in views {
+            for m in self.prefilter.find_overlapping_iter(hay.as_str()) {
+                let r = self.prefilter_rule[m.pattern().as_usize()];
+                if !candidates.contains(&r) {
+                    candidates.push(r);
+                }
+            }
+        }
+        for &i in &candidates {
+            let (rule, w, re, view) = &self.regexes[i];
             let hay = match view {
                 View::Skeleton => &skel,
                 View::Lower => &lower,
             };
-            if !pre.is_empty() && !pre.iter().any(|p| hay.contains(p)) {
-                continue;
-            }
             if re.is_match(hay) {
                 fire(rule, *w, &mut fired);
             }
@@ -934,14 +964,16 @@ impl InjectionScanner {
         }
         // ROT13 and reversed text are tried only on short texts that do not read as plain
         // language but do once transformed.
-        if outer && text.len() <= 4096 && stopword_share(text) < 0.05 {
-            let r = rot13(text);
-            if stopword_share(&r) >= 0.1 {
-                out.push(r);
-            }
-            let rev: String = text.chars().rev().collect();
-            if stopword_share(&rev) >= 0.1 {
-                out.push(rev);
+        if outer && text.len() <= 4096 {
+            let low = text.to_lowercase();
+            if stopword_share(&low) < 0.05 {
+                if stopword_share(&rot13(&low)) >= 0.1 {
+                    out.push(rot13(text));
+                }
+                let rev: String = low.chars().rev().collect();
+                if stopword_share(&rev) >= 0.1 {
+                    out.push(text.chars().rev().collect());
+                }
             }
         }
         out.retain(|d| d.len() >= 8 && d.len() <= cap && d != text);
@@ -1015,46 +1047,9 @@ fn url_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Share of words that are common function words in English and the corpora's other
-/// languages (a text that reads as language has plenty).
+/// Share of words (of the first 64) that are common function words in English and the
+/// corpora's other languages; a text that reads as language has plenty. Expects lower case.
 fn stopword_share(s: &str) -> f64 {
-    const WORDS: &[&str] = &[
-        "the",
-        "and",
-        "to",
-        "of",
-        "a",
-        "is",
-        "you",
-        "your",
-        "in",
-        "that",
-        "it",
-        "for",
-        "all",
-        "are",
-        "what",
-        "me",
-        "tell",
-        "previous",
-        "instructions",
-        "ignore",
-        "say",
-        "with",
-        "this",
-        "be",
-        "not",
-        "der",
-        "die",
-        "das",
-        "und",
-        "le",
-        "la",
-        "les",
-        "de",
-        "el",
-        "que",
-    ];
     let mut total = 0usize;
     let mut hits = 0usize;
     for w in s
@@ -1063,7 +1058,44 @@ fn stopword_share(s: &str) -> f64 {
         .take(64)
     {
         total += 1;
-        if WORDS.iter().any(|x| x.eq_ignore_ascii_case(w)) {
+        if matches!(
+            w,
+            "the"
+                | "and"
+                | "to"
+                | "of"
+                | "a"
+                | "is"
+                | "you"
+                | "your"
+                | "in"
+                | "that"
+                | "it"
+                | "for"
+                | "all"
+                | "are"
+                | "what"
+                | "me"
+                | "tell"
+                | "previous"
+                | "instructions"
+                | "ignore"
+                | "say"
+                | "with"
+                | "this"
+                | "be"
+                | "not"
+                | "der"
+                | "die"
+                | "das"
+                | "und"
+                | "le"
+                | "la"
+                | "les"
+                | "de"
+                | "el"
+                | "que"
+        ) {
             hits += 1;
         }
     }

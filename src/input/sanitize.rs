@@ -137,10 +137,13 @@ pub fn lower(text: &str) -> String {
 /// The skeleton of text already passed through [`lower`].
 pub fn skeleton_of_lower(lowered: &str) -> String {
     // Fast path: nothing to fold (ASCII letters, single spaces, no leet characters).
-    let plain = lowered
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b == b' ' || b == b'.' || b == b',')
-        && !lowered.contains("  ");
+    let plain = lowered.bytes().all(|b| {
+        b.is_ascii_lowercase()
+            || matches!(
+                b,
+                b' ' | b'.' | b',' | b':' | b';' | b'\'' | b'"' | b'?' | b'(' | b')' | b'-'
+            )
+    }) && !lowered.contains("  ");
     if plain {
         return lowered.to_string();
     }
