@@ -113,6 +113,32 @@ fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
     }
 }
 
+/// A setting that names one of a few choices; the first is the default.
+fn choice<T: Copy>(
+    get: &dyn Fn(&str) -> Option<String>,
+    setting: &'static str,
+    options: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let Some(v) = get(setting) else {
+        return options
+            .first()
+            .map(|(_, t)| *t)
+            .ok_or_else(|| err(setting, "no options"));
+    };
+    let v = v.trim();
+    options
+        .iter()
+        .find(|(name, _)| *name == v)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            err(
+                setting,
+                format!("expected one of {}, got {v:?}", names.join(", ")),
+            )
+        })
+}
+
 fn json_list(
     get: &dyn Fn(&str) -> Option<String>,
     setting: &'static str,
@@ -149,26 +175,22 @@ impl Config {
                 "contains characters not allowed in a header",
             ));
         }
-        let origin_auth = match get("ORIGIN_AUTH").as_deref().map(str::trim) {
-            None | Some("bearer") => OriginAuth::Bearer,
-            Some("x-api-key") => OriginAuth::XApiKey,
-            Some(other) => {
-                return Err(err(
-                    "ORIGIN_AUTH",
-                    format!("expected bearer or x-api-key, got {other:?}"),
-                ))
-            }
-        };
-        let unparseable = match get("UNPARSEABLE_RESPONSE").as_deref().map(str::trim) {
-            None | Some("block") => UnparseablePolicy::Block,
-            Some("raw_scan") => UnparseablePolicy::RawScan,
-            Some(other) => {
-                return Err(err(
-                    "UNPARSEABLE_RESPONSE",
-                    format!("expected block or raw_scan, got {other:?}"),
-                ))
-            }
-        };
+        let origin_auth = choice(
+            get,
+            "ORIGIN_AUTH",
+            &[
+                ("bearer", OriginAuth::Bearer),
+                ("x-api-key", OriginAuth::XApiKey),
+            ],
+        )?;
+        let unparseable = choice(
+            get,
+            "UNPARSEABLE_RESPONSE",
+            &[
+                ("block", UnparseablePolicy::Block),
+                ("raw_scan", UnparseablePolicy::RawScan),
+            ],
+        )?;
         let pass_through_paths = json_list(get, "PASS_THROUGH_PATHS")?;
         if let Some(p) = pass_through_paths.iter().find(|p| !p.starts_with('/')) {
             return Err(err(
@@ -233,47 +255,36 @@ impl Config {
                 )
             })?,
         };
-        let limiter_failure = match get("LIMITER_FAILURE").as_deref().map(str::trim) {
-            None | Some("closed") => LimiterFailure::Closed,
-            Some("open") => LimiterFailure::Open,
-            Some(other) => {
-                return Err(err(
-                    "LIMITER_FAILURE",
-                    format!("expected closed or open, got {other:?}"),
-                ))
-            }
-        };
-        let injection_action = match get("INJECTION_ACTION").as_deref().map(str::trim) {
-            None | Some("block") => InjectionAction::Block,
-            Some("monitor") => InjectionAction::Monitor,
-            Some("off") => InjectionAction::Off,
-            Some(other) => {
-                return Err(err(
-                    "INJECTION_ACTION",
-                    format!("expected block, monitor or off, got {other:?}"),
-                ))
-            }
-        };
-        let invisible = match get("INVISIBLE_CHARACTERS").as_deref().map(str::trim) {
-            None | Some("strip") => InvisiblePolicy::Strip,
-            Some("reject") => InvisiblePolicy::Reject,
-            Some(other) => {
-                return Err(err(
-                    "INVISIBLE_CHARACTERS",
-                    format!("expected strip or reject, got {other:?}"),
-                ))
-            }
-        };
-        let tools = match get("TOOL_POLICY").as_deref().map(str::trim) {
-            None | Some("refuse") => ToolPolicy::Refuse,
-            Some("strip") => ToolPolicy::Strip,
-            Some(other) => {
-                return Err(err(
-                    "TOOL_POLICY",
-                    format!("expected refuse or strip, got {other:?}"),
-                ))
-            }
-        };
+        let limiter_failure = choice(
+            get,
+            "LIMITER_FAILURE",
+            &[
+                ("closed", LimiterFailure::Closed),
+                ("open", LimiterFailure::Open),
+            ],
+        )?;
+        let injection_action = choice(
+            get,
+            "INJECTION_ACTION",
+            &[
+                ("block", InjectionAction::Block),
+                ("monitor", InjectionAction::Monitor),
+                ("off", InjectionAction::Off),
+            ],
+        )?;
+        let invisible = choice(
+            get,
+            "INVISIBLE_CHARACTERS",
+            &[
+                ("strip", InvisiblePolicy::Strip),
+                ("reject", InvisiblePolicy::Reject),
+            ],
+        )?;
+        let tools = choice(
+            get,
+            "TOOL_POLICY",
+            &[("refuse", ToolPolicy::Refuse), ("strip", ToolPolicy::Strip)],
+        )?;
         let threshold_pct: u32 = number(get, "INJECTION_THRESHOLD_PERCENT", 50, 1, 100)?;
         Ok(Config {
             input: InputPolicy {
@@ -365,6 +376,11 @@ mod tests {
         let mut v = BASE.to_vec();
         v.push(("DETECTOR_ACTIONS", r#"{"email":"shout"}"#));
         assert_eq!(cfg(&v).unwrap_err().setting, "DETECTOR_ACTIONS");
+        let mut v = BASE.to_vec();
+        v.push(("INJECTION_ACTION", "shout"));
+        let e = cfg(&v).unwrap_err();
+        assert_eq!(e.setting, "INJECTION_ACTION");
+        assert!(e.problem.contains("block, monitor, off"), "{}", e.problem);
         let mut v = BASE.to_vec();
         v.push(("ORIGIN_URL", "ftp://x"));
         assert!(cfg(&v[1..]).is_err());

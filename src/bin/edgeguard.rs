@@ -179,6 +179,30 @@ fn scan(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One labelled row of a corpus file.
+struct Row {
+    text: String,
+    category: String,
+    label: i64,
+}
+
+/// Reads the labelled rows of a JSONL file (rows missing a field are skipped).
+fn labelled_rows(file: &str) -> Result<Vec<Row>, String> {
+    let f = std::fs::File::open(file).map_err(|e| format!("cannot open {file}: {e}"))?;
+    Ok(std::io::BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| {
+            let row = serde_json::from_str::<Value>(&line).ok()?;
+            Some(Row {
+                text: row["text"].as_str()?.to_string(),
+                category: row["category"].as_str()?.to_string(),
+                label: row["label"].as_i64()?,
+            })
+        })
+        .collect())
+}
+
 /// Which detectors answer for a labelled category (gitleaks rule ids, presidio entity types).
 /// Categories not listed are not claimed by the output layer.
 pub fn claimed(category: &str) -> Option<&'static [&'static str]> {
@@ -242,21 +266,20 @@ fn eval(args: &[String]) -> ExitCode {
     let mut stats: BTreeMap<String, [u32; 4]> = BTreeMap::new();
     let mut misses: Vec<String> = Vec::new();
     for file in files {
-        let Ok(f) = std::fs::File::open(file) else {
-            eprintln!("cannot open {file}");
-            return ExitCode::from(1);
+        let rows = match labelled_rows(file) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
         };
-        for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
-            let Ok(row) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            let (Some(text), Some(cat), Some(label)) = (
-                row["text"].as_str(),
-                row["category"].as_str(),
-                row["label"].as_i64(),
-            ) else {
-                continue;
-            };
+        for Row {
+            text,
+            category,
+            label,
+        } in &rows
+        {
+            let (text, cat, label) = (text.as_str(), category.as_str(), *label);
             let Some(dets) = claimed(cat) else { continue };
             let r = s.redact(text);
             let hit = r
@@ -383,25 +406,24 @@ fn eval_input(files: &[&String], threshold: f64, misses: bool) -> ExitCode {
     let mut per_file: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     let mut benign_all: Vec<f64> = Vec::new();
     for file in files {
-        let Ok(f) = std::fs::File::open(file) else {
-            eprintln!("cannot open {file}");
-            return ExitCode::from(1);
+        let rows = match labelled_rows(file) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
         };
         let name = std::path::Path::new(file.as_str())
             .file_stem()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
-            let Ok(row) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            let (Some(text), Some(cat), Some(label)) = (
-                row["text"].as_str(),
-                row["category"].as_str(),
-                row["label"].as_i64(),
-            ) else {
-                continue;
-            };
+        for Row {
+            text,
+            category,
+            label,
+        } in &rows
+        {
+            let (text, cat, label) = (text.as_str(), category.as_str(), *label);
             let r = score_text(&s, text);
             let g = groups.entry(input_group(cat)).or_default();
             let pf = per_file.entry(name.clone()).or_default();
