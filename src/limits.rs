@@ -279,33 +279,21 @@ pub fn headers(d: &Decision) -> Vec<(String, String)> {
             format!("{}s", (s * 1000.0).round() / 1000.0)
         }
     };
-    if let Some(q) = d.requests {
-        policy.push(format!("\"requests\";q={};w=60", q.limit));
+    // Per-minute quotas: the IETF fields and OpenAI's, named after the quota.
+    for (name, quota) in [("requests", d.requests), ("tokens", d.tokens)] {
+        let Some(q) = quota else { continue };
+        policy.push(format!("\"{name}\";q={};w=60", q.limit));
         state.push(format!(
-            "\"requests\";r={};t={}",
+            "\"{name}\";r={};t={}",
             q.remaining,
             secs(q.reset_ms)
         ));
-        out.push(("x-ratelimit-limit-requests".into(), q.limit.to_string()));
+        out.push((format!("x-ratelimit-limit-{name}"), q.limit.to_string()));
         out.push((
-            "x-ratelimit-remaining-requests".into(),
+            format!("x-ratelimit-remaining-{name}"),
             q.remaining.to_string(),
         ));
-        out.push(("x-ratelimit-reset-requests".into(), duration(q.reset_ms)));
-    }
-    if let Some(q) = d.tokens {
-        policy.push(format!("\"tokens\";q={};w=60", q.limit));
-        state.push(format!(
-            "\"tokens\";r={};t={}",
-            q.remaining,
-            secs(q.reset_ms)
-        ));
-        out.push(("x-ratelimit-limit-tokens".into(), q.limit.to_string()));
-        out.push((
-            "x-ratelimit-remaining-tokens".into(),
-            q.remaining.to_string(),
-        ));
-        out.push(("x-ratelimit-reset-tokens".into(), duration(q.reset_ms)));
+        out.push((format!("x-ratelimit-reset-{name}"), duration(q.reset_ms)));
     }
     if let Some(q) = d.concurrency {
         policy.push(format!("\"concurrency\";q={}", q.limit));

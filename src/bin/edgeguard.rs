@@ -179,28 +179,39 @@ fn scan(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One labelled row of a corpus file.
+/// One labelled row of a corpus file, with the file's stem.
 struct Row {
+    file: String,
     text: String,
     category: String,
     label: i64,
 }
 
-/// Reads the labelled rows of a JSONL file (rows missing a field are skipped).
-fn labelled_rows(file: &str) -> Result<Vec<Row>, String> {
-    let f = std::fs::File::open(file).map_err(|e| format!("cannot open {file}: {e}"))?;
-    Ok(std::io::BufReader::new(f)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| {
-            let row = serde_json::from_str::<Value>(&line).ok()?;
-            Some(Row {
-                text: row["text"].as_str()?.to_string(),
-                category: row["category"].as_str()?.to_string(),
-                label: row["label"].as_i64()?,
-            })
-        })
-        .collect())
+/// Reads the labelled rows of JSONL files (rows missing a field are skipped).
+fn labelled_rows(files: &[&String]) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    for file in files {
+        let f = std::fs::File::open(file).map_err(|e| format!("cannot open {file}: {e}"))?;
+        let stem = std::path::Path::new(file.as_str())
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        rows.extend(
+            std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|line| {
+                    let row = serde_json::from_str::<Value>(&line).ok()?;
+                    Some(Row {
+                        file: stem.clone(),
+                        text: row["text"].as_str()?.to_string(),
+                        category: row["category"].as_str()?.to_string(),
+                        label: row["label"].as_i64()?,
+                    })
+                }),
+        );
+    }
+    Ok(rows)
 }
 
 /// Which detectors answer for a labelled category (gitleaks rule ids, presidio entity types).
@@ -265,49 +276,43 @@ fn eval(args: &[String]) -> ExitCode {
     // category -> (positives, detected, negatives, false positives)
     let mut stats: BTreeMap<String, [u32; 4]> = BTreeMap::new();
     let mut misses: Vec<String> = Vec::new();
-    for file in files {
-        let rows = match labelled_rows(file) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(1);
+    let rows = match labelled_rows(&files) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    for row in &rows {
+        let (text, cat, label) = (row.text.as_str(), row.category.as_str(), row.label);
+        let Some(dets) = claimed(cat) else { continue };
+        let r = s.redact(text);
+        let hit = r
+            .findings
+            .iter()
+            .any(|f| dets.contains(&f.detector.as_str()));
+        let e = stats.entry(cat.to_string()).or_default();
+        if label == 1 {
+            e[0] += 1;
+            e[1] += u32::from(hit);
+            if !hit && has(args, "--misses") {
+                misses.push(format!(
+                    "miss {cat}: {}",
+                    text.chars().take(120).collect::<String>()
+                ));
             }
-        };
-        for Row {
-            text,
-            category,
-            label,
-        } in &rows
-        {
-            let (text, cat, label) = (text.as_str(), category.as_str(), *label);
-            let Some(dets) = claimed(cat) else { continue };
-            let r = s.redact(text);
-            let hit = r
-                .findings
-                .iter()
-                .any(|f| dets.contains(&f.detector.as_str()));
-            let e = stats.entry(cat.to_string()).or_default();
-            if label == 1 {
-                e[0] += 1;
-                e[1] += u32::from(hit);
-                if !hit && has(args, "--misses") {
-                    misses.push(format!(
-                        "miss {cat}: {}",
-                        text.chars().take(120).collect::<String>()
-                    ));
-                }
-            } else {
-                e[2] += 1;
-                e[3] += u32::from(hit);
-                if hit && has(args, "--misses") {
-                    misses.push(format!(
-                        "false positive {cat}: {}",
-                        text.chars().take(120).collect::<String>()
-                    ));
-                }
+        } else {
+            e[2] += 1;
+            e[3] += u32::from(hit);
+            if hit && has(args, "--misses") {
+                misses.push(format!(
+                    "false positive {cat}: {}",
+                    text.chars().take(120).collect::<String>()
+                ));
             }
         }
     }
+
     println!(
         "{:<48} {:>9} {:>8} {:>9} {:>8}",
         "category", "positives", "recall", "negatives", "fp rate"
@@ -405,53 +410,43 @@ fn eval_input(files: &[&String], threshold: f64, misses: bool) -> ExitCode {
     let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     let mut per_file: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     let mut benign_all: Vec<f64> = Vec::new();
-    for file in files {
-        let rows = match labelled_rows(file) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(1);
+    let rows = match labelled_rows(files) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    for row in &rows {
+        let (text, cat, label) = (row.text.as_str(), row.category.as_str(), row.label);
+        let r = score_text(&s, text);
+        let g = groups.entry(input_group(cat)).or_default();
+        let pf = per_file.entry(row.file.clone()).or_default();
+        if label == 1 {
+            g.0.push(r.score);
+            pf.0.push(r.score);
+            if misses && r.score < threshold {
+                eprintln!(
+                    "miss {cat} {:.2}: {}",
+                    r.score,
+                    text.chars().take(140).collect::<String>()
+                );
             }
-        };
-        let name = std::path::Path::new(file.as_str())
-            .file_stem()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        for Row {
-            text,
-            category,
-            label,
-        } in &rows
-        {
-            let (text, cat, label) = (text.as_str(), category.as_str(), *label);
-            let r = score_text(&s, text);
-            let g = groups.entry(input_group(cat)).or_default();
-            let pf = per_file.entry(name.clone()).or_default();
-            if label == 1 {
-                g.0.push(r.score);
-                pf.0.push(r.score);
-                if misses && r.score < threshold {
-                    eprintln!(
-                        "miss {cat} {:.2}: {}",
-                        r.score,
-                        text.chars().take(140).collect::<String>()
-                    );
-                }
-            } else {
-                g.1.push(r.score);
-                pf.1.push(r.score);
-                benign_all.push(r.score);
-                if misses && r.score >= threshold {
-                    eprintln!(
-                        "false positive {cat} {:.2} {:?}: {}",
-                        r.score,
-                        r.rules,
-                        text.chars().take(140).collect::<String>()
-                    );
-                }
+        } else {
+            g.1.push(r.score);
+            pf.1.push(r.score);
+            benign_all.push(r.score);
+            if misses && r.score >= threshold {
+                eprintln!(
+                    "false positive {cat} {:.2} {:?}: {}",
+                    r.score,
+                    r.rules,
+                    text.chars().take(140).collect::<String>()
+                );
             }
         }
     }
+
     let rate = |v: &[f64], hit: &dyn Fn(f64) -> bool| {
         if v.is_empty() {
             "-".to_string()

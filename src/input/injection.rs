@@ -898,7 +898,7 @@ impl InjectionScanner {
         }
         // Encoded payloads, decoded and scanned again.
         if depth < 2 {
-            for decoded in self.decodings(text, depth == 0) {
+            for decoded in self.decodings(text, &lower, depth == 0) {
                 let (k, rules) = self.scan_text(&decoded, depth + 1);
                 if 1.0 - k >= 0.5 {
                     fire("encoded_instructions", 0.9, &mut fired);
@@ -914,7 +914,8 @@ impl InjectionScanner {
 
     /// Plausible decodings of the text: base64 and hex runs and URL-encoding (which may nest),
     /// and on the outer text only, ROT13 and reversal (their own inverses).
-    fn decodings(&self, text: &str, outer: bool) -> Vec<String> {
+    /// `lower` is the text's lower-cased form, already computed by the caller.
+    fn decodings(&self, text: &str, lower: &str, outer: bool) -> Vec<String> {
         let mut out = Vec::new();
         let cap = 16 << 10;
         // Base64 runs: 16 or more characters of the alphabet, with digits or capitals inside
@@ -965,9 +966,9 @@ impl InjectionScanner {
         // ROT13 and reversed text are tried only on short texts that do not read as plain
         // language but do once transformed.
         if outer && text.len() <= 4096 {
-            let low = text.to_lowercase();
-            if stopword_share(&low) < 0.05 {
-                if stopword_share(&rot13(&low)) >= 0.1 {
+            let low = lower;
+            if stopword_share(low) < 0.05 {
+                if stopword_share(&rot13(low)) >= 0.1 {
                     out.push(rot13(text));
                 }
                 let rev: String = low.chars().rev().collect();
