@@ -14,7 +14,7 @@ use std::time::Instant;
 use edgeguard::input::injection::InjectionScanner;
 use edgeguard::input::{inspect, InputPolicy};
 use edgeguard::output::{catalog, CatalogConfig, Scanner};
-use edgeguard::proxy::Protocol;
+use edgeguard::protocol::Protocol;
 
 const PROSE: &str = "The quick brown fox jumps over the lazy dog while the committee reviews \
 the quarterly plan. Streaming answers arrive token by token, and most of them carry nothing \

@@ -121,6 +121,15 @@ impl ApiError {
         )
     }
 
+    /// Headers the error response carries besides its content type.
+    pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
+        if self.status == 405 {
+            vec![("allow", "GET, POST")]
+        } else {
+            Vec::new()
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(&Body {
             error: Inner {

@@ -6,9 +6,10 @@ use std::fmt;
 
 use std::collections::BTreeMap;
 
-use crate::input::{InputPolicy, InvisiblePolicy, ToolPolicy};
-use crate::limits::Tier;
+use crate::input::{InputPolicy, InvisiblePolicy};
+use crate::network::limits::Tier;
 use crate::output::{Action, CatalogConfig, CustomDetector, DEFAULT_HOLDBACK};
+use crate::tools::ToolPolicy;
 
 /// How the origin credential is presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,16 +3,22 @@
 //! The crate is a functional core with a thin edge shell. Everything outside [`edge`] is plain
 //! Rust with no Workers types and is tested natively; `edge` (built only for `wasm32`) moves
 //! bytes between the Workers runtime and the core.
+//!
+//! One module per layer: [`input`], [`output`], [`tools`], [`network`], [`audit`]; the wire
+//! protocols in [`protocol`]; the request pipeline that strings the layers together in
+//! [`gateway`].
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api_error;
-pub mod auth;
+pub mod audit;
+pub mod codec;
 pub mod config;
+pub mod gateway;
 pub mod input;
-pub mod limits;
+pub mod network;
 pub mod output;
-pub mod proxy;
-pub mod telemetry;
+pub mod protocol;
+pub mod tools;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

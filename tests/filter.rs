@@ -4,7 +4,7 @@
 
 use edgeguard::output::filter::{filter_json, Outcome, StreamFilter};
 use edgeguard::output::{catalog, Action, CatalogConfig, Scanner};
-use edgeguard::proxy::Protocol;
+use edgeguard::protocol::Protocol;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! Strict request parsing never panics and never accepts more than its caps.
 #![no_main]
 
-use edgeguard::proxy::{check_chat_request, json_depth, parse_body, Protocol};
+use edgeguard::protocol::{check_chat_request, json_depth, parse_body, Protocol};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use edgeguard::output::filter::{Outcome, StreamFilter};
 use edgeguard::output::{catalog, CatalogConfig, Scanner};
-use edgeguard::proxy::Protocol;
+use edgeguard::protocol::Protocol;
 use libfuzzer_sys::fuzz_target;
 
 fn scanner() -> &'static Scanner {

@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
-use edgeguard::auth::{format_key, kv_key, KeyRecord};
 use edgeguard::input::injection::{InjectionScanner, Source, DEFAULT_THRESHOLD};
 use edgeguard::input::sanitize::sanitize;
+use edgeguard::network::keys::{format_key, kv_key, KeyRecord};
+use edgeguard::output::rules::claimed;
 use edgeguard::output::{catalog, Action, CatalogConfig, Scanner, DEFAULT_HOLDBACK};
 use serde_json::{json, Value};
 
@@ -81,7 +82,7 @@ fn mint(args: &[String]) -> ExitCode {
     }
     let key = format_key(&random);
     let key_id = flag(args, "--key-id")
-        .unwrap_or_else(|| format!("key_{}", &edgeguard::auth::hash_key(&key)[..12]));
+        .unwrap_or_else(|| format!("key_{}", &edgeguard::network::keys::hash_key(&key)[..12]));
     let list = |name: &str| {
         flag(args, name).map(|v| {
             v.split(',')
@@ -214,43 +215,6 @@ fn labelled_rows(files: &[&String]) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-/// Which detectors answer for a labelled category (gitleaks rule ids, presidio entity types).
-/// Categories not listed are not claimed by the output layer.
-pub fn claimed(category: &str) -> Option<&'static [&'static str]> {
-    Some(match category {
-        "aws-access-token" => &["aws_access_key"],
-        c if c.starts_with("github-") => &["github_token"],
-        "gitlab-pat"
-        | "gitlab-ptt"
-        | "gitlab-rrt"
-        | "gitlab-pat-routable"
-        | "gitlab-runner-authentication-token-routable" => &["gitlab_token"],
-        "slack-bot-token"
-        | "slack-user-token"
-        | "slack-app-token"
-        | "slack-legacy-bot-token"
-        | "slack-legacy-token"
-        | "slack-legacy-workspace-token"
-        | "slack-config-access-token"
-        | "slack-config-refresh-token" => &["slack_token"],
-        "slack-webhook-url" => &["slack_webhook"],
-        "stripe-access-token" => &["stripe_key"],
-        "openai-api-key" => &["openai_api_key"],
-        "anthropic-api-key" | "anthropic-admin-api-key" => &["anthropic_api_key"],
-        "gcp-api-key" => &["google_api_key"],
-        "jwt" => &["jwt"],
-        "private-key" => &["private_key"],
-        "generic-api-key" => &["secret_assignment"],
-        "EMAIL_ADDRESS" => &["email"],
-        "PHONE_NUMBER" => &["phone"],
-        "CREDIT_CARD" => &["credit_card"],
-        "IBAN_CODE" => &["iban"],
-        "US_SSN" => &["us_ssn"],
-        "IP_ADDRESS" => &["ipv4", "ipv6"],
-        _ => return None,
-    })
-}
-
 fn eval(args: &[String]) -> ExitCode {
     let layer = flag(args, "--layer").unwrap_or_else(|| "output".into());
     // File arguments: everything that is not an option or an option's value.
@@ -285,7 +249,10 @@ fn eval(args: &[String]) -> ExitCode {
     };
     for row in &rows {
         let (text, cat, label) = (row.text.as_str(), row.category.as_str(), row.label);
-        let Some(dets) = claimed(cat) else { continue };
+        let dets = claimed(cat);
+        if dets.is_empty() {
+            continue;
+        }
         let r = s.redact(text);
         let hit = r
             .findings
@@ -351,9 +318,9 @@ fn eval(args: &[String]) -> ExitCode {
 
 fn injection_scanner() -> InjectionScanner {
     match InjectionScanner::new() {
-        Some(s) => s,
-        None => {
-            eprintln!("the injection rules do not compile");
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
             std::process::exit(1);
         }
     }

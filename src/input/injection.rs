@@ -9,8 +9,9 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_lite::Regex;
 use unicode_normalization::UnicodeNormalization;
 
+use super::rules::{PatternRule, PhraseRule, View, PATTERNS, PHRASES};
 use super::sanitize;
-use crate::output::detectors::base64_decode;
+use crate::codec::{self, base64_decode, url_decode};
 
 /// The score at or above which a request is treated as an injection, unless configured.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
@@ -67,702 +68,32 @@ pub struct InjectionScanner {
     pub budget: usize,
 }
 
-#[derive(Clone, Copy)]
-enum View {
-    Skeleton,
-    Lower,
-}
-
-/// Phrase rules: (rule id, weight, phrases). Matched case-insensitively on both views.
-const PHRASES: &[(&str, f64, &[&str])] = &[
-    (
-        "override",
-        0.9,
-        &[
-            "ignore previous instructions",
-            "ignore all previous",
-            "ignore the previous",
-            "ignore prior instructions",
-            "ignore the above",
-            "ignore all the above",
-            "ignore above",
-            "ignore everything",
-            "ignore your instructions",
-            "ignore all instructions",
-            "ignore any previous",
-            "ignore all prior",
-            "disregard previous",
-            "disregard all",
-            "disregard the above",
-            "disregard your",
-            "disregard any previous",
-            "forget everything",
-            "forget all previous",
-            "forget about everything",
-            "forget all instructions",
-            "forget your instructions",
-            "forget what you were told",
-            "forget about all",
-            "ignore what you were told",
-            "ignore everthing",
-            "override your instructions",
-            "stop following your",
-            "abandon all your",
-            "new instructions follow",
-            "all previous information",
-            "ignore all preceding",
-            "ignore the instructions",
-            "ignore all provided context",
-            "leave all the previous information",
-            "despite what you've been told",
-            "despite what you have been told",
-            "not by the articles",
-            "forget everything before",
-            "forget all the assignments",
-            // German
-            "ignoriere alle",
-            "ignoriere die vorherigen",
-            "ignorieren sie alle",
-            "ignorieren sie die obigen",
-            "obigen ausführungen ignorieren",
-            "vergiss alles",
-            "vergessen sie alles",
-            "vergiss nun alle",
-            "vergiss alle",
-            "alle bisherigen informationen",
-            "vorherigen anweisungen",
-            "ignoriere deine anweisungen",
-            "alle vorherigen informationen",
-            "vorangegangenen aufgaben",
-            "aus dem kopf zu streichen",
-            "nicht an die dinge zu erinnern",
-            // French
-            "ignore les instructions",
-            "ignorez les instructions",
-            "ignorez toutes",
-            "ignore toutes",
-            "oubliez tout",
-            "oubliez toutes",
-            "oublie tout",
-            "ignorez ce qui précède",
-            "ignore ce qui précède",
-            "instructions précédentes",
-            // Spanish / Portuguese / Italian / Croatian
-            "ignora las instrucciones",
-            "ignora todas",
-            "olvida todo",
-            "olvida todas",
-            "olvide todo",
-            "olvida las instrucciones",
-            "instrucciones anteriores",
-            "ignore as instruções",
-            "ignore todas",
-            "esqueça tudo",
-            "instruções anteriores",
-            "ignora le istruzioni",
-            "ignora tutte",
-            "dimentica tutto",
-            "istruzioni precedenti",
-            "zaboravi sve",
-            // Russian, Chinese, Japanese, Korean
-            "игнорируй",
-            "игнорируйте",
-            "забудь все",
-            "забудьте все",
-            "предыдущие инструкции",
-            "忽略之前",
-            "忽略以上",
-            "忽略所有",
-            "忽略前面",
-            "忽略先前",
-            "忘记之前",
-            "之前的指令",
-            "之前的所有指示",
-            "以前の指示",
-            "前の指示を無視",
-            "指示を無視",
-            "すべて無視",
-            "이전 지시",
-            "무시하고",
-            "무시하세요",
-            // Hindi, Arabic, Turkish, Indonesian, Vietnamese, Thai, Bengali, Tagalog
-            "पिछले निर्देश",
-            "निर्देशों को अनदेखा",
-            "निर्देशों को भूल",
-            "अनदेखा करें",
-            "تجاهل",
-            "تغاضى عن",
-            "talimatları yok say",
-            "önceki talimatları",
-            "abaikan",
-            "bỏ qua",
-            "hướng dẫn trước",
-            "เพิกเฉย",
-            "ละเว้น",
-            "উপেক্ষা",
-            "আগের নির্দেশ",
-            "huwag pansinin",
-            "kalimutan",
-        ],
-    ),
-    (
-        "prompt_extraction",
-        0.6,
-        &[
-            "repeat the words above",
-            "repeat everything above",
-            "print your prompt",
-            "show me your prompt",
-            "reveal your",
-            "what were you told",
-            "your prompt text",
-            "prompt texts",
-            "your initial prompt",
-            "your original prompt",
-            "what is written above",
-            "what was written at the beginning",
-            "information in the prompt",
-            "copy of the full prompt",
-            "kopie des vollständigen",
-            "was steht oben",
-        ],
-    ),
-    (
-        "prompt_extraction",
-        0.3,
-        &[
-            "system prompt",
-            "your instructions",
-            "initial instructions",
-            "your hidden",
-            "your guidelines",
-            "系统提示",
-            "提示词",
-            "システムプロンプト",
-            "системный промпт",
-            "системные инструкции",
-            "instructions système",
-            "systemanweisung",
-            "instrucciones del sistema",
-        ],
-    ),
-    (
-        "secret_extraction",
-        0.5,
-        &[
-            "your password",
-            "your secret",
-            "secret key",
-            "your passcode",
-            "passcode phrase",
-            "your access code",
-            "votre mot de passe",
-            "tu contraseña",
-            "sua senha",
-            "dein passwort",
-            "ihr passwort",
-            "твой пароль",
-            "ваш пароль",
-            "你的密码",
-            "あなたのパスワード",
-            "आपका पासवर्ड",
-            "गुप्त कुंजी",
-            "مفتاحك السري",
-            "chave secreta",
-            "clave secreta",
-            "chiave segreta",
-            "geheimer schlüssel",
-        ],
-    ),
-    (
-        "secret_extraction",
-        0.4,
-        &[
-            "mot de passe",
-            "contraseña",
-            "senha",
-            "passwort",
-            "пароль",
-            "密码",
-            "パスワード",
-            "पासवर्ड",
-            "كلمة المرور",
-            "비밀번호",
-            "şifre",
-            "kata sandi",
-            "mật khẩu",
-            "รหัสผ่าน",
-            "পাসওয়ার্ড",
-            "পাসস",
-        ],
-    ),
-    (
-        "secret_extraction",
-        0.3,
-        &["the password", "passcode", "passphrase", "access code"],
-    ),
-    (
-        "mode_switch",
-        0.6,
-        &[
-            "developer mode",
-            "dev mode",
-            "system mode",
-            "maintenance mode",
-            "god mode",
-            "dan mode",
-            "sudo mode",
-            "unrestricted mode",
-            "do anything now",
-            "mode activated",
-            "mode enabled",
-            "modo desarrollador",
-            "entwicklermodus",
-            "mode développeur",
-            "mode système",
-            "режим разработчика",
-            "开发者模式",
-            "開発者モード",
-            "रखरखाव मोड",
-            "सिस्टम मोड",
-            "सिस्टम अपग्रेड",
-        ],
-    ),
-    (
-        "mode_switch",
-        0.3,
-        &["jailbreak", "jailbroken", "debug mode", "admin mode"],
-    ),
-    (
-        "role_switch",
-        0.55,
-        &[
-            "i want you to act as",
-            "now you are",
-            "new task",
-            "ich möchte, dass sie als",
-            "jetzt bist du",
-            "nun bist du",
-        ],
-    ),
-    (
-        "role_switch",
-        0.3,
-        &[
-            "act as a",
-            "act as an",
-            "you are the",
-            "du bist",
-            "state that",
-            "say that you",
-        ],
-    ),
-    (
-        "role_switch",
-        0.4,
-        &[
-            "you are now",
-            "from now on you",
-            "from now on, you",
-            "pretend to be",
-            "pretend you are",
-            "act as if",
-            "you will now act",
-            "now you are",
-            "i want you to act as",
-            "now you act as",
-            "du bist jetzt",
-            "jetzt bist du",
-            "nun bist du",
-            "stell dir vor, du bist",
-            "ich möchte, dass sie als",
-            "tu es maintenant",
-            "ahora eres",
-            "agora você é",
-            "ora sei",
-            "теперь ты",
-            "你现在是",
-            "あなたは今",
-        ],
-    ),
-    (
-        "refusal_suppression",
-        0.55,
-        &[
-            "never refuse",
-            "do not refuse",
-            "don't refuse",
-            "cannot refuse",
-            "can't refuse",
-            "without any restrictions",
-            "no restrictions",
-            "without restrictions",
-            "without any filters",
-            "no ethical",
-            "no moral",
-            "without censorship",
-            "not bound by",
-            "free from all",
-            "doesn't have any ethical",
-            "will never tell",
-            "never ever deviate",
-            "always fulfills",
-            "always fulfill",
-            "don't worry about that",
-            "ignore ethics",
-            "ignore your guidelines",
-            "even if it is unethical",
-            "regardless of ethics",
-            "no disclaimers",
-            "without any disclaimers",
-            "make something up",
-            "do not answer this question",
-            "don't answer this question",
-            "or you die",
-            "oder du stirbst",
-        ],
-    ),
-    (
-        "refusal_suppression",
-        0.3,
-        &[
-            "unfiltered",
-            "uncensored",
-            "amoral",
-            "no limitations",
-            "without warnings",
-        ],
-    ),
-    (
-        "forced_prefix",
-        0.55,
-        &[
-            "start your response with",
-            "begin your response with",
-            "start your reply with",
-            "respond with \"sure",
-            "sure, here is",
-            "sure, here's",
-            "start with \"sure",
-            "answer starting with",
-            "just output",
-        ],
-    ),
-    (
-        "jailbreak_template",
-        0.9,
-        &[
-            "always intelligent and machiavellian",
-            "<rule>",
-            "denoted via <rule>",
-            "evil confidant",
-            "betterdag",
-            "anti-gpt",
-            "antigpt",
-            "developer mode output",
-            "(🔓developer mode output)",
-            "jailbreak prompt",
-            "opposite mode",
-            "stay in character!",
-            "haha pwned",
-        ],
-    ),
-    (
-        "jailbreak_template",
-        0.3,
-        &["niccolo", "machiavelli", "stay in character"],
-    ),
-    (
-        "fake_tool_output",
-        0.45,
-        &[
-            "tool output:",
-            "tool result:",
-            "function result:",
-            "function_call",
-            "observation:",
-            "<tool_result>",
-            "</tool_result>",
-            "[tool]",
-            "assistant to=",
-        ],
-    ),
-    (
-        "hypothetical_framing",
-        0.2,
-        &[
-            "hypothetical",
-            "purely fictional",
-            "fictional world",
-            "for educational purposes",
-            "for research purposes",
-            "educational purposes only",
-            "just for fun",
-            "in a fictional",
-            "imagine you are",
-            "imagine that you are",
-            "roleplay",
-            "role-play",
-            "as a writer",
-            "you've been hired",
-            "you have been hired",
-            "in this scenario",
-            "will not be used",
-            "won't be used",
-            "never be used",
-            "thought experiment",
-            "in this story",
-            "for a novel",
-            "screenplay",
-            "a character named",
-            "in a parallel universe",
-            "alternate universe",
-        ],
-    ),
-    (
-        "harmful_goal",
-        0.15,
-        &[
-            "defamatory",
-            "heroin",
-            "body shaming",
-            "ridicule",
-            "demean",
-            "xenophobic",
-            "racist",
-            "sexist",
-            "harass",
-            "malware",
-            "maleware",
-            "ransomware",
-            "keylogger",
-            "exploit",
-            "hack into",
-            "phishing",
-            "steal",
-            "counterfeit",
-            "launder",
-            "tax evasion",
-            "insider trading",
-            "bomb",
-            "explosive",
-            "weapon",
-            "poison",
-            "overdose",
-            "self-harm",
-            "suicide",
-            "murder",
-            "torture",
-            "extremist",
-            "terrorist",
-            "propaganda",
-            "misinformation",
-            "disinformation",
-            "fake news",
-            "illegally",
-            "untraceable",
-            "without getting caught",
-            "bypass security",
-            "fentanyl",
-            "predatory",
-            "blackmail",
-            "extort",
-            "human trafficking",
-            "pornograph",
-            "hate speech",
-            "i hate",
-            "you hate",
-            "hasst",
-            "hates",
-            "destroy humanity",
-            "erase a database",
-            "offensive",
-            "unwahre",
-            "untrue headline",
-            "scheisse",
-            "assi",
-        ],
-    ),
-    (
-        "payload_instruction",
-        0.35,
-        &[
-            "decode this",
-            "decode the following",
-            "rot13",
-            "in reverse",
-            "reversed text",
-            "read it backwards",
-            "execute the following",
-            "run the following command",
-            "repeat after me",
-            "output only",
-            "respond only with",
-            "antworte im stil",
-            "answer in the style",
-            "in the style of a",
-            "im stile",
-        ],
-    ),
-    (
-        "task_switch",
-        0.3,
-        &[
-            "now focus on",
-            "your new task",
-            "new task:",
-            "now concentrate on",
-            "now write",
-            "now tell me",
-            "now say",
-            "now further tasks",
-            "now new instructions",
-            "nun folgen",
-            "neue aufgaben",
-            "neuen aufgabe",
-            "verfasse nun",
-            "schreibe nun",
-            "now please help me with",
-            "i need your help with another task",
-            "another task",
-            "weiteren aufgabe",
-            "start from the front",
-            "von vorne",
-            "von neu",
-        ],
-    ),
-    (
-        "task_switch",
-        0.55,
-        &[
-            "stop - write",
-            "stop: write",
-            "stop, write",
-            "stop - i urgently",
-            "achtung - stopp",
-            "stopp -",
-        ],
-    ),
-];
-
-/// Regex rules: (rule id, weight, pattern, view (0 skeleton, 1 lower-cased), literals one of
-/// which must occur in the view before the regex runs: a cheap filter that spares the regex
-/// engine on ordinary text).
-type Pattern = (&'static str, f64, &'static str, u8, &'static [&'static str]);
-
-const PATTERNS: &[Pattern] = &[
-    // Chat-template and role delimiters smuggled into content.
-    (
-        "fake_delimiter",
-        0.8,
-        r"<\|(?:im_start|im_end|system|user|assistant|endoftext|start_header_id|eot_id)\|>|\[/?inst\]|<</?sys>>|</s>|(?:^|\n)\s*#{2,}\s*(?:system|instruction|new instructions)|(?:^|\n)\s*(?:system|assistant)\s*:",
-        1,
-        &[
-            "<|",
-            "[inst",
-            "[/inst",
-            "<<sys",
-            "<</sys",
-            "</s>",
-            "##",
-            "system",
-            "assistant",
-        ],
-    ),
-    // Override verbs near instruction nouns, with other words in between.
-    (
-        "override",
-        0.9,
-        r"\b(?:ignore|disregard|forget|overlook|skip|bypass|override|neglect)\b[^.\n]{0,40}\b(?:previous|prior|above|earlier|preceding|former|initial|original|given|system)\b[^.\n]{0,20}\b(?:instructions?|prompts?|rules|directions?|guidelines|context|commands?|tasks?|messages?|information|orders)",
-        0,
-        &[
-            "ignore",
-            "disregard",
-            "forget",
-            "overlook",
-            "skip",
-            "bypass",
-            "override",
-            "neglect",
-        ],
-    ),
-    // Payload splitting: pieces assigned to variables and then joined.
-    (
-        "payload_splitting",
-        0.6,
-        r#"\b[a-z]\w{0,8}\s*=\s*["'][^"'\n]{1,80}["'][\s\S]{0,200}\b[a-z]\w{0,8}\s*\+\s*[a-z]\w{0,8}"#,
-        1,
-        &["='", "= '", "=\"", "= \""],
-    ),
-    // "X stands for" acronyms and persona setups typical of DAN-style templates.
-    (
-        "jailbreak_template",
-        0.7,
-        r"\b(?:dan|aim|stan|dude|mongo tom)\b[^.\n]{0,40}\b(?:stands for|which stands|can do anything|has broken free)",
-        0,
-        &["stands for", "can do anything", "broken free"],
-    ),
-    // Praise, then a pivot to a new task ("Well done. Now write ...").
-    (
-        "praise_pivot",
-        0.55,
-        r"\b(?:well done|very good|very well done|great job|excellent|simply great|congratulations|that is enough|that is done|that was ok|outdone yourself|sehr gut|großartig|ausgezeichnet|herzlichen glückwunsch|das genügt|erledigt|übertroffen|einfach großartig)\b[^?]{0,80}\b(?:now|jetzt|nun)\b",
-        0,
-        &[
-            "well done",
-            "very good",
-            "great job",
-            "excellent",
-            "simply great",
-            "congratulations",
-            "that is enough",
-            "that is done",
-            "that was ok",
-            "outdone",
-            "sehr gut",
-            "großartig",
-            "ausgezeichnet",
-            "glückwunsch",
-            "genügt",
-            "erledigt",
-            "übertroffen",
-        ],
-    ),
-    // Opinions or statements dictated to the model.
-    (
-        "dictated_output",
-        0.45,
-        r"\b(?:state|say|write|include|declare) that\b[^.?!]{0,60}\b(?:is the best|is the most|hate|are the best|will die|is crazy|is stupid)",
-        0,
-        &[
-            "state that",
-            "say that",
-            "write that",
-            "include that",
-            "declare that",
-        ],
-    ),
-    // "Human:"/"AI:" turns written into a user message.
-    (
-        "fake_delimiter",
-        0.5,
-        r"(?:^|\n|\s)(?:human|user|ai|assistant)\s*:\s*(?:human|user|ai|assistant)?\s*:",
-        1,
-        &["human", "user", "assistant", "ai:", "ai :"],
-    ),
-];
-
 impl InjectionScanner {
-    pub fn new() -> Option<Self> {
+    /// The scanner with every built-in rule.
+    pub fn new() -> Result<Self, String> {
+        Self::from_rules(PHRASES, PATTERNS)
+    }
+
+    /// A scanner with the given rules only. A rule that does not build is an error naming it.
+    pub fn from_rules(phrases: &[PhraseRule], patterns: &[PatternRule]) -> Result<Self, String> {
         let mut pats: Vec<String> = Vec::new();
         let mut meta = Vec::new();
-        for (rule, weight, list) in PHRASES {
-            for p in *list {
+        for r in phrases {
+            if r.phrases.is_empty() || !(0.0..=1.0).contains(&r.weight) {
+                return Err(format!(
+                    "injection rule {} ({}): needs phrases and a weight in 0..=1",
+                    r.id, r.about
+                ));
+            }
+            for p in r.phrases {
                 let lowered: String = p.nfkc().flat_map(char::to_lowercase).collect();
+                if lowered.trim().is_empty() {
+                    return Err(format!("injection rule {}: an empty phrase", r.id));
+                }
                 pats.push(lowered);
                 meta.push(Phrase {
-                    rule,
-                    weight: *weight,
+                    rule: r.id,
+                    weight: r.weight,
                 });
             }
         }
@@ -770,22 +101,26 @@ impl InjectionScanner {
             .match_kind(MatchKind::Standard)
             .ascii_case_insensitive(true)
             .build(&pats)
-            .ok()?;
+            .map_err(|e| format!("injection phrases do not build: {e}"))?;
         let mut regexes = Vec::new();
         let mut literals: Vec<&str> = Vec::new();
         let mut prefilter_rule = Vec::new();
         let mut unfiltered = Vec::new();
-        for (i, (rule, weight, pat, view, pre)) in PATTERNS.iter().enumerate() {
-            let view = if *view == 0 {
-                View::Skeleton
-            } else {
-                View::Lower
-            };
-            regexes.push((*rule, *weight, Regex::new(pat).ok()?, view));
-            if pre.is_empty() {
+        for (i, r) in patterns.iter().enumerate() {
+            let re = Regex::new(r.pattern).map_err(|e| {
+                format!(
+                    "injection rule {} ({}): pattern does not compile: {e}",
+                    r.id, r.about
+                )
+            })?;
+            if !(0.0..=1.0).contains(&r.weight) {
+                return Err(format!("injection rule {}: weight outside 0..=1", r.id));
+            }
+            regexes.push((r.id, r.weight, re, r.view));
+            if r.prefilter.is_empty() {
                 unfiltered.push(i);
             }
-            for l in *pre {
+            for l in r.prefilter {
                 literals.push(l);
                 prefilter_rule.push(i);
             }
@@ -793,8 +128,8 @@ impl InjectionScanner {
         let prefilter = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
             .build(&literals)
-            .ok()?;
-        Some(InjectionScanner {
+            .map_err(|e| format!("injection prefilters do not build: {e}"))?;
+        Ok(InjectionScanner {
             prefilter,
             prefilter_rule,
             unfiltered,
@@ -949,12 +284,7 @@ impl InjectionScanner {
             if digits.len() < 24 {
                 continue;
             }
-            let bytes: Vec<u8> = digits
-                .chunks(2)
-                .filter(|c| c.len() == 2)
-                .filter_map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
-                .collect();
-            if let Some(d) = printable(bytes) {
+            if let Some(d) = printable(codec::hex_decode(&digits)) {
                 out.push(d);
             }
         }
@@ -1024,28 +354,6 @@ fn printable(bytes: Vec<u8>) -> Option<String> {
         .filter(|c| c.is_alphanumeric() || c.is_whitespace() || c.is_ascii_punctuation())
         .count();
     (good * 10 >= total * 9 && s.contains(' ')).then_some(s)
-}
-
-fn url_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() + 1 {
-            if let Some(v) = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Share of words (of the first 64) that are common function words in English and the

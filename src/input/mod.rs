@@ -6,13 +6,14 @@
 //! and scores the whole conversation for injection, each text weighted by its source.
 
 pub mod injection;
+pub mod rules;
 pub mod sanitize;
 
 use serde_json::{Map, Value};
 
 use crate::api_error::ApiError;
-use crate::auth::glob_match;
-use crate::proxy::Protocol;
+use crate::protocol::{Protocol, Speaker, Wire};
+use crate::tools::{self, ToolPolicy};
 use injection::{InjectionScanner, Source, Verdict};
 
 /// What to do with invisible characters.
@@ -22,13 +23,6 @@ pub enum InvisiblePolicy {
     Strip,
     /// Refuse the request.
     Reject,
-}
-
-/// What to do with tools outside a key's allow-list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToolPolicy {
-    Refuse,
-    Strip,
 }
 
 #[derive(Debug, Clone)]
@@ -61,17 +55,20 @@ pub struct InputReport {
     pub stripped_tools: Vec<String>,
 }
 
-fn role_source(role: &str) -> Source {
-    match role {
-        "system" | "developer" => Source::System,
-        "assistant" | "model" => Source::Assistant,
-        "tool" | "function" | "ipython" => Source::Tool,
-        _ => Source::User,
+impl From<Speaker> for Source {
+    fn from(s: Speaker) -> Source {
+        match s {
+            Speaker::System => Source::System,
+            Speaker::User => Source::User,
+            Speaker::Assistant => Source::Assistant,
+            Speaker::Tool => Source::Tool,
+        }
     }
 }
 
 /// Sanitizes every string inside `v` in place; records (source, text) for scanning.
 fn walk(
+    wire: &dyn Wire,
     v: &mut Value,
     source: Source,
     out: &mut Vec<(Source, String)>,
@@ -97,30 +94,21 @@ fn walk(
         }
         Value::Array(a) => {
             for x in a {
-                walk(x, source, out, report, budget)?;
+                walk(wire, x, source, out, report, budget)?;
             }
         }
         Value::Object(o) => {
             // A tool result block inside a user message is indirect content.
             let inner = match o.get("type").and_then(Value::as_str) {
-                Some("tool_result") => Source::Tool,
+                Some(t) if wire.tool_result_block(t) => Source::Tool,
                 _ => source,
             };
             for (k, x) in o.iter_mut() {
                 // Structural fields carry no prose.
-                if matches!(
-                    k.as_str(),
-                    "type"
-                        | "role"
-                        | "id"
-                        | "tool_call_id"
-                        | "tool_use_id"
-                        | "cache_control"
-                        | "media_type"
-                ) {
+                if wire.structural(k) {
                     continue;
                 }
-                walk(x, inner, out, report, budget)?;
+                walk(wire, x, inner, out, report, budget)?;
             }
         }
         _ => {}
@@ -150,13 +138,21 @@ pub fn inspect(
             ),
         ));
     }
-    check_tools(protocol, body, policy.tools, allowed_tools, &mut report)?;
+    report.stripped_tools = tools::check_offered(protocol, body, policy.tools, allowed_tools)?;
 
+    let wire = protocol.wire();
     let mut texts: Vec<(Source, String)> = Vec::new();
     let mut budget = policy.max_text_bytes;
-    for key in ["system", "instructions"] {
-        if let Some(v) = body.get_mut(key) {
-            walk(v, Source::System, &mut texts, &mut report, &mut budget)?;
+    for key in wire.system_fields() {
+        if let Some(v) = body.get_mut(*key) {
+            walk(
+                wire,
+                v,
+                Source::System,
+                &mut texts,
+                &mut report,
+                &mut budget,
+            )?;
         }
     }
     if let Some(Value::Array(messages)) = body.get_mut("messages") {
@@ -167,12 +163,12 @@ pub fn inspect(
             let source = obj
                 .get("role")
                 .and_then(Value::as_str)
-                .map_or(Source::User, role_source);
+                .map_or(Source::User, |r| wire.speaker(r).into());
             for (k, v) in obj.iter_mut() {
-                if matches!(k.as_str(), "role" | "tool_call_id" | "name") {
+                if wire.message_structural(k) {
                     continue;
                 }
-                walk(v, source, &mut texts, &mut report, &mut budget)?;
+                walk(wire, v, source, &mut texts, &mut report, &mut budget)?;
             }
         }
     }
@@ -184,62 +180,6 @@ pub fn inspect(
     }
     report.verdict = scanner.scan(texts.iter().map(|(s, t)| (*s, t.as_str())));
     Ok(report)
-}
-
-/// Names of the tools a request offers (and the one `tool_choice` forces, if any).
-fn tool_name(protocol: Protocol, tool: &Value) -> Option<String> {
-    let name = match protocol {
-        Protocol::OpenAiChat => tool.pointer("/function/name").or_else(|| tool.get("name")),
-        Protocol::AnthropicMessages => tool.get("name"),
-    };
-    name.and_then(Value::as_str).map(str::to_string)
-}
-
-/// Whether `name` is allowed by the key's globs (`None`: every tool is).
-pub fn tool_allowed(allowed: Option<&[String]>, name: &str) -> bool {
-    allowed.is_none_or(|globs| globs.iter().any(|g| glob_match(g, name)))
-}
-
-fn check_tools(
-    protocol: Protocol,
-    body: &mut Map<String, Value>,
-    policy: ToolPolicy,
-    allowed: Option<&[String]>,
-    report: &mut InputReport,
-) -> Result<(), ApiError> {
-    let refuse = || {
-        ApiError::bad_request(
-            "tool_not_allowed",
-            "This API key may not offer one or more of the requested tools.",
-        )
-    };
-    if let Some(choice) = body.get("tool_choice") {
-        let forced = choice
-            .pointer("/function/name")
-            .or_else(|| choice.get("name"))
-            .and_then(Value::as_str);
-        if forced.is_some_and(|n| !tool_allowed(allowed, n)) {
-            return Err(refuse());
-        }
-    }
-    for key in ["tools", "functions"] {
-        let Some(Value::Array(list)) = body.get_mut(key) else {
-            continue;
-        };
-        let mut kept = Vec::with_capacity(list.len());
-        for t in list.drain(..) {
-            let name = tool_name(protocol, &t).unwrap_or_default();
-            if tool_allowed(allowed, &name) {
-                kept.push(t);
-            } else if policy == ToolPolicy::Strip {
-                report.stripped_tools.push(name);
-            } else {
-                return Err(refuse());
-            }
-        }
-        *list = kept;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::redact::{Finding, Scanner, StreamRedactor};
-use super::sse::{SseError, SseEvent, SseParser};
 use crate::api_error::ApiError;
-use crate::proxy::Protocol;
+use crate::protocol::sse::{SseError, SseEvent, SseParser};
+use crate::protocol::Protocol;
+use crate::tools;
 
 /// Largest single SSE event accepted from the origin.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -76,7 +77,7 @@ impl<'s> StreamFilter<'s> {
     }
 
     fn tool_refused(&mut self, name: &str) -> bool {
-        if crate::input::tool_allowed(self.allowed_tools.as_deref(), name) {
+        if tools::tool_allowed(self.allowed_tools.as_deref(), name) {
             return false;
         }
         self.findings.push(tool_finding());
@@ -147,19 +148,7 @@ impl<'s> StreamFilter<'s> {
     }
 
     fn error_event(&self, out: &mut Vec<u8>, code: &str, message: &str) {
-        match self.protocol {
-            Protocol::OpenAiChat => SseEvent::data(
-                json!({"error": {"message": message, "type": "upstream_error", "code": code}})
-                    .to_string(),
-            )
-            .write(out),
-            Protocol::AnthropicMessages => SseEvent::named(
-                "error",
-                json!({"type": "error", "error": {"type": "api_error", "message": message}})
-                    .to_string(),
-            )
-            .write(out),
-        }
+        self.protocol.wire().error_event(code, message).write(out);
     }
 
     fn collect_findings(&mut self) {
@@ -589,71 +578,19 @@ pub fn filter_json(
     allowed_tools: Option<&[String]>,
 ) -> Result<FilteredBody, FilterError> {
     let mut v: Value = serde_json::from_slice(body).map_err(|_| FilterError::Unparseable)?;
+    let wire = protocol.wire();
     // A call of a tool outside the allow-list withholds the whole response.
-    let called: Vec<&str> = match protocol {
-        Protocol::OpenAiChat => v
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.pointer("/message/tool_calls").and_then(Value::as_array))
-            .flatten()
-            .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
-            .collect(),
-        Protocol::AnthropicMessages => v
-            .get("content")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
-            .filter_map(|b| b.get("name").and_then(Value::as_str))
-            .collect(),
-    };
-    if called
-        .iter()
-        .any(|n| !crate::input::tool_allowed(allowed_tools, n))
-    {
+    if tools::first_refused_call(allowed_tools, wire.called_tools(&v)).is_some() {
         return Err(FilterError::Blocked(vec![tool_finding()]));
     }
     let mut findings = Vec::new();
     let mut blocked = false;
-    let mut redact = |s: &mut String| {
+    wire.response_texts(&mut v, &mut |s: &mut String| {
         let r = scanner.redact(s);
         blocked |= r.blocked;
         findings.extend(r.findings);
         *s = r.text;
-    };
-    match protocol {
-        Protocol::OpenAiChat => {
-            if let Some(Value::Array(choices)) = v.get_mut("choices") {
-                for c in choices {
-                    if let Some(Value::String(s)) = c.pointer_mut("/message/content") {
-                        redact(s);
-                    }
-                    if let Some(Value::Array(calls)) = c.pointer_mut("/message/tool_calls") {
-                        for call in calls {
-                            if let Some(Value::String(a)) = call.pointer_mut("/function/arguments")
-                            {
-                                redact(a);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Protocol::AnthropicMessages => {
-            if let Some(Value::Array(blocks)) = v.get_mut("content") {
-                for b in blocks {
-                    if let Some(Value::String(s)) = b.get_mut("text") {
-                        redact(s);
-                    }
-                    if let Some(input) = b.get_mut("input") {
-                        redact_strings(input, &mut redact);
-                    }
-                }
-            }
-        }
-    }
+    });
     if blocked {
         return Err(FilterError::Blocked(findings));
     }
@@ -673,15 +610,6 @@ fn tool_finding() -> Finding {
         action: super::Action::Block,
         start: 0,
         end: 0,
-    }
-}
-
-fn redact_strings(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(a) => a.iter_mut().for_each(|x| redact_strings(x, f)),
-        Value::Object(o) => o.values_mut().for_each(|x| redact_strings(x, f)),
-        _ => {}
     }
 }
 

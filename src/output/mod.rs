@@ -5,8 +5,8 @@
 pub mod detectors;
 pub mod matcher;
 pub mod redact;
+pub mod rules;
 
 pub use detectors::{catalog, Action, CatalogConfig, Category, CustomDetector, Detector};
 pub use redact::{Finding, Redaction, Scanner, StreamRedactor, DEFAULT_HOLDBACK};
 pub mod filter;
-pub mod sse;

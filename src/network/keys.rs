@@ -36,7 +36,7 @@ pub struct KeyRecord {
     pub disabled: bool,
     /// Per-key overrides of the tier's limits.
     #[serde(default)]
-    pub limits: Option<crate::limits::Tier>,
+    pub limits: Option<crate::network::limits::Tier>,
 }
 
 fn default_tier() -> String {
@@ -126,32 +126,6 @@ pub fn format_key(random: &[u8; 32]) -> String {
     out
 }
 
-/// `true` if `name` matches the glob (`*` any run, `?` one character).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == b'*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,14 +160,5 @@ mod tests {
         assert!(k.starts_with("eg_"));
         assert_eq!(k.len(), 3 + 43);
         assert!(well_formed(&k));
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("gpt-4o*", "gpt-4o-mini"));
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("get_?eather", "get_weather"));
-        assert!(!glob_match("gpt-4o", "gpt-4o-mini"));
-        assert!(!glob_match("a*b", "acd"));
     }
 }

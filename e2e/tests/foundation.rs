@@ -413,7 +413,8 @@ fn one_log_line_per_request(ctx: &Ctx) {
 fn openai_python_sdk(ctx: &Ctx) {
     let python = crate::harness::repo().join(".venv/bin/python");
     let (ok, out) = run(Command::new(python)
-        .arg("tests/sdk/openai_sdk.py")
+        .current_dir(crate::harness::repo())
+        .arg("e2e/sdk/openai_sdk.py")
         .env(
             "EDGEGUARD_URL",
             format!("http://127.0.0.1:{}/v1", ctx.gw.port),
@@ -424,7 +425,8 @@ fn openai_python_sdk(ctx: &Ctx) {
 
 fn openai_node_sdk(ctx: &Ctx) {
     let (ok, out) = run(Command::new("node")
-        .arg("tests/sdk/openai_sdk.mjs")
+        .current_dir(crate::harness::repo())
+        .arg("e2e/sdk/openai_sdk.mjs")
         .env(
             "EDGEGUARD_URL",
             format!("http://127.0.0.1:{}/v1", ctx.gw.port),

@@ -1,7 +1,8 @@
 //! The limiter Durable Object (one per API key id, or per client address for failed
 //! authentication) and the worker's calls to it. The object keeps its state in SQLite and
 //! decides with no `.await` between reading and writing it, so concurrent requests for one key
-//! are serialized and can never overshoot.
+//! are serialized and can never overshoot. What each call does is
+//! [`crate::network::limiter::handle`]; this file reads and writes the row around it.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use worker::{
     Response, Result, SqlStorage, State,
 };
 
-use crate::limits::{self, Ask, KeyState, Tier};
+use crate::network::limiter::{self, LimiterError};
 
 #[durable_object]
 pub struct Limiter {
@@ -25,59 +26,20 @@ struct Row {
     json: String,
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct AcquireBody {
-    pub tier: Tier,
-    pub reserve_tokens: u32,
-    pub lease_id: String,
-    pub lease_ttl_ms: f64,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct ReleaseBody {
-    pub tier: Tier,
-    pub lease_id: String,
-    pub reserved: u32,
-    pub used: u32,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct AuthFailBody {
-    pub per_minute: u32,
-    pub burst: u32,
-}
-
-/// Answer to a failed-authentication report: wait this long, or refuse.
-#[derive(Serialize, Deserialize)]
-pub struct AuthFailAnswer {
-    pub refused: bool,
-    pub delay_ms: f64,
-}
-
-#[derive(Serialize, Deserialize, Default)]
-struct AuthState {
-    tat: f64,
-}
-
 fn now() -> f64 {
     Date::now().as_millis() as f64
 }
 
 impl Limiter {
-    fn load<T: for<'de> Deserialize<'de> + Default>(&self, key: &str) -> Result<T> {
+    fn load(&self, key: &str) -> Result<Option<String>> {
         let rows: Vec<Row> = self
             .sql
             .exec("SELECT json FROM state WHERE k = ?", vec![key.into()])?
             .to_array()?;
-        Ok(match rows.first() {
-            Some(r) => serde_json::from_str(&r.json).unwrap_or_default(),
-            None => T::default(),
-        })
+        Ok(rows.into_iter().next().map(|r| r.json))
     }
 
-    fn save<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        let json =
-            serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    fn save(&self, key: &str, json: String) -> Result<()> {
         self.sql.exec(
             "INSERT INTO state (k, json) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET json = excluded.json",
             vec![key.into(), json.into()],
@@ -85,8 +47,8 @@ impl Limiter {
         Ok(())
     }
 
-    async fn arm(&self, s: &KeyState) -> Result<()> {
-        if let Some(exp) = s.next_expiry() {
+    async fn arm(&self, at: Option<f64>) -> Result<()> {
+        if let Some(exp) = at {
             let offset = (exp - now()).max(0.0) as u64 + 50;
             self.state
                 .storage()
@@ -95,6 +57,12 @@ impl Limiter {
         }
         Ok(())
     }
+}
+
+/// A refusal the worker reads as "the limiter cannot answer" (its failure policy applies).
+fn refuse(e: &LimiterError) -> Result<Response> {
+    console_error!("limiter: {e}");
+    Response::error(e.to_string(), 500)
 }
 
 impl DurableObject for Limiter {
@@ -111,51 +79,33 @@ impl DurableObject for Limiter {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let path = req.path();
-        match path.as_str() {
-            "/acquire" => {
-                let body: AcquireBody = req.json().await?;
-                // Read, decide, write: synchronous, so atomic for this key.
-                let mut s: KeyState = self.load("key")?;
-                let d = s.acquire(&Ask {
-                    now: now(),
-                    tier: body.tier,
-                    reserve_tokens: body.reserve_tokens,
-                    lease_id: body.lease_id,
-                    lease_ttl_ms: body.lease_ttl_ms,
-                });
-                self.save("key", &s)?;
-                if d.allowed {
-                    self.arm(&s).await?;
-                }
-                Response::from_json(&d)
-            }
-            "/release" => {
-                let body: ReleaseBody = req.json().await?;
-                let mut s: KeyState = self.load("key")?;
-                s.release(now(), &body.tier, &body.lease_id, body.reserved, body.used);
-                self.save("key", &s)?;
-                Response::ok("released")
-            }
-            "/authfail" => {
-                let body: AuthFailBody = req.json().await?;
-                let mut a: AuthState = self.load("auth")?;
-                let verdict = limits::auth_failure(&mut a.tat, now(), body.per_minute, body.burst);
-                self.save("auth", &a)?;
-                Response::from_json(&AuthFailAnswer {
-                    refused: verdict.is_none(),
-                    delay_ms: verdict.unwrap_or(0.0),
-                })
-            }
-            _ => Response::error("not found", 404),
-        }
+        let Some(row) = limiter::row_for(&path) else {
+            return Response::error("not found", 404);
+        };
+        let body = req.bytes().await?;
+        // Read, decide, write: synchronous, so atomic for this key.
+        let stored = self.load(row)?;
+        let handled = match limiter::handle(&path, &body, stored.as_deref(), now()) {
+            Ok(h) => h,
+            Err(e) => return refuse(&e),
+        };
+        self.save(handled.row, handled.state)?;
+        self.arm(handled.alarm_at).await?;
+        let mut resp = Response::from_bytes(handled.answer.into_bytes())?;
+        let _ = resp.headers_mut().set("content-type", "application/json");
+        Ok(resp)
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let mut s: KeyState = self.load("key")?;
-        let reclaimed = s.reclaim(now());
-        self.save("key", &s)?;
-        self.arm(&s).await?;
-        Response::ok(format!("reclaimed {reclaimed}"))
+        let stored = self.load(limiter::KEY_ROW)?;
+        match limiter::alarm(stored.as_deref(), now()) {
+            Ok((state, reclaimed, next)) => {
+                self.save(limiter::KEY_ROW, state)?;
+                self.arm(next).await?;
+                Response::ok(format!("reclaimed {reclaimed}"))
+            }
+            Err(e) => refuse(&e),
+        }
     }
 }
 

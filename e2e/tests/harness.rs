@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the e2e package sits in the repository")
+        .to_path_buf()
 }
 
 pub fn free_port() -> u16 {
@@ -62,9 +65,31 @@ pub struct Mock {
     _proc: Proc,
 }
 
+/// Builds the mock origin (its own package) once and returns its path.
+fn mock_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "--release",
+                    "-p",
+                    "edgeguard-mock-origin",
+                ])
+                .current_dir(repo())
+                .status()
+                .expect("run cargo build for the mock origin");
+            assert!(status.success(), "mock origin build failed");
+            repo().join("target/release/mock-origin")
+        })
+        .clone()
+}
+
 pub fn start_mock() -> Mock {
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mock-origin"));
+    let mut cmd = Command::new(mock_binary());
     cmd.args(["--port", &port.to_string(), "--delay-ms", "5"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

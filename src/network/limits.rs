@@ -45,7 +45,7 @@ impl Tier {
     }
 }
 
-const MINUTE_MS: f64 = 60_000.0;
+pub(crate) const MINUTE_MS: f64 = 60_000.0;
 
 /// Everything stored for one key. Times are milliseconds since the epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -255,12 +255,6 @@ impl KeyState {
     }
 }
 
-/// A rough token count for text: about four bytes a token for English, at least one per word.
-pub fn estimate_tokens(text_bytes: usize, words: usize) -> u32 {
-    let by_bytes = text_bytes.div_ceil(4);
-    u32::try_from(by_bytes.max(words)).unwrap_or(u32::MAX)
-}
-
 /// Response headers describing a decision: the IETF RateLimit fields and OpenAI's.
 pub fn headers(d: &Decision) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -310,26 +304,6 @@ pub fn headers(d: &Decision) -> Vec<(String, String)> {
         ));
     }
     out
-}
-
-/// Failed-authentication throttle for one client address: a GCRA over failures. Returns the
-/// delay to add before answering (slowing), or `None` when the address is refused outright.
-pub fn auth_failure(tat: &mut f64, now: f64, per_minute: u32, burst: u32) -> Option<f64> {
-    let interval = MINUTE_MS / f64::from(per_minute.max(1));
-    let tolerance = interval * f64::from(burst.max(1));
-    let t = tat.max(now);
-    let new_tat = t + interval;
-    if new_tat - tolerance > now {
-        return None;
-    }
-    *tat = new_tat;
-    // The closer to the limit, the longer the wait: up to a second.
-    let used = (new_tat - now) / tolerance;
-    Some(if used > 0.5 {
-        (used - 0.5) * 2000.0
-    } else {
-        0.0
-    })
 }
 
 #[cfg(test)]
@@ -431,20 +405,6 @@ mod tests {
             .unwrap()
             .contains("\"requests\";q=10;w=60"));
         assert!(get("retry-after").is_none());
-    }
-
-    #[test]
-    fn auth_failures_slow_then_refuse() {
-        let mut tat = 0.0;
-        let outcomes: Vec<Option<f64>> = (0..12)
-            .map(|_| auth_failure(&mut tat, 0.0, 10, 10))
-            .collect();
-        assert!(outcomes[..10].iter().all(Option::is_some));
-        assert!(
-            outcomes[9].is_some_and(|d| d > 0.0),
-            "slowed near the limit"
-        );
-        assert!(outcomes[10].is_none() && outcomes[11].is_none());
     }
 
     proptest! {

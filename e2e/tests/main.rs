@@ -1,7 +1,7 @@
 //! End-to-end tests: the worker runs in workerd under `wrangler dev`, with local KV, in front of
 //! the bundled mock origin; the tests talk HTTP to it. Run with `cargo test --test e2e`
 //! (`EDGEGUARD_PREBUILT=1` skips the worker build when build/ is current). A name filter may
-//! follow: `cargo test --test e2e -- stream`.
+//! follow: `cargo test -p edgeguard-e2e -- stream`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Command;
 use std::time::Instant;
 
-use edgeguard::auth::{format_key, kv_key, KeyRecord};
+use edgeguard::network::keys::{format_key, kv_key, KeyRecord};
 use harness::{request, Gateway, Mock, Resp};
 use serde_json::{json, Value};
 

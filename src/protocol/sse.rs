@@ -1,6 +1,12 @@
 //! Server-sent events: an incremental parser that accepts any chunking (including `\r\n` split
 //! across chunks) and the serializer for the events the gateway re-emits.
 
+/// Headers of a streamed response the gateway sends (the body is re-framed by the filter).
+pub const RESPONSE_HEADERS: &[(&str, &str)] = &[
+    ("content-type", "text/event-stream; charset=utf-8"),
+    ("cache-control", "no-cache"),
+];
+
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SseEvent {

@@ -1,5 +1,5 @@
-//! The one structured log line written per request. It carries identifiers, timings and each
-//! layer's verdict, never a key, a prompt, or a detected value.
+//! The audit layer: the one structured log line written per request. It carries identifiers,
+//! timings and each layer's verdict, never a key, a prompt, or a detected value.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,9 @@ pub struct RequestLog {
     pub response_bytes: usize,
     /// How the response ended: complete, blocked, truncated, malformed.
     pub outcome: Option<String>,
+    /// A configuration problem met while serving the request (for the operator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     pub input: InputLog,
     pub output: OutputVerdict,
 }

@@ -1,0 +1,135 @@
+//! The built-in output detectors as data, in the spirit of gitleaks' rule files: each
+//! [`Rule`] names its id, category, default action, the public labelled categories it answers
+//! for, how it matches, and the texts it must and must not fire on. `tests/rule_examples.rs`
+//! runs every rule's examples one-shot, byte by byte as a stream, and over every prefix, so
+//! adding a detector is adding a record with examples.
+//!
+//! Rules live by family: [`leaks`] (canaries and system-prompt fingerprints), [`secrets`]
+//! (provider keys, private keys, assignments) and [`pii`] (personal data). Matching follows the
+//! keyword-then-regex-then-validator pipeline: a cheap byte or prefix test picks candidate runs,
+//! a bounded regex confirms the shape inside one run, and a validator (Luhn, mod-97, issuer
+//! ranges, SSN ranges, JWT header, entropy) decides.
+
+pub mod leaks;
+pub mod pii;
+pub mod secrets;
+
+use regex_lite::Regex;
+
+use super::detectors::{Action, CatalogConfig, Category};
+use super::matcher::{ByteSet, Matcher, RegexRun, TokenRun, Tri};
+use crate::tools::glob_match;
+
+/// How a rule finds its values.
+pub enum Spec {
+    /// Values taken from configuration (canaries, fingerprints); `None` when none are set.
+    Configured(fn(&CatalogConfig) -> Option<Option<Matcher>>),
+    /// A token with a distinctive prefix, judged as it grows (the judge must be monotone: a
+    /// verdict on a prefix of an open run holds for every extension).
+    Token {
+        leads: &'static [&'static str],
+        class: ByteSet,
+        judge: fn(&str, bool) -> Tri,
+    },
+    /// A value inside a run of `class` starting with a byte of `start`: runs that contain a
+    /// `trigger` byte are matched against `pattern` (anchored by the matcher) and `validate`
+    /// decides. `shrink` lets the matcher retry a shorter value when a longer one fails.
+    Run {
+        pattern: &'static str,
+        class: ByteSet,
+        start: ByteSet,
+        trigger: Option<ByteSet>,
+        validate: fn(&str) -> bool,
+        min_len: usize,
+        shrink: bool,
+    },
+    /// A matcher that needs context or an open end, built by code.
+    Built(fn() -> Option<Matcher>),
+}
+
+/// One output detector rule.
+pub struct Rule {
+    /// The detector id in findings, `[REDACTED:<id>]` and `DETECTOR_ACTIONS`.
+    pub id: &'static str,
+    pub category: Category,
+    pub about: &'static str,
+    pub action: Action,
+    /// Labelled categories (gitleaks rule ids, presidio entities; globs) this rule answers for.
+    pub claims: &'static [&'static str],
+    pub spec: Spec,
+    /// Texts the rule must fire on.
+    pub examples: &'static [&'static str],
+    /// Near misses the rule must not fire on.
+    pub counter_examples: &'static [&'static str],
+}
+
+impl Rule {
+    /// Builds the rule's matcher: `Ok(None)` when configuration leaves it empty, an error
+    /// naming the rule when its pattern does not compile.
+    pub fn build(&self, cfg: &CatalogConfig) -> Result<Option<Matcher>, String> {
+        let bad = || format!("detector {}: pattern does not compile", self.id);
+        match &self.spec {
+            Spec::Configured(f) => match f(cfg) {
+                None => Ok(None),
+                Some(m) => m.map(Some).ok_or_else(bad),
+            },
+            Spec::Token {
+                leads,
+                class,
+                judge,
+            } => TokenRun::new(*class, leads.to_vec(), *judge)
+                .map(|t| Some(Matcher::Token(t)))
+                .ok_or_else(bad),
+            Spec::Run {
+                pattern,
+                class,
+                start,
+                trigger,
+                validate,
+                min_len,
+                shrink,
+            } => {
+                let r = Regex::new(pattern).map_err(|_| bad())?;
+                let group = usize::from(r.captures_len() > 1);
+                let mut run = RegexRun::new(*class, *start, r)
+                    .validate(*validate)
+                    .bounded()
+                    .group(group)
+                    .min_len(*min_len);
+                if *shrink {
+                    run = run.shrink();
+                }
+                if let Some(t) = trigger {
+                    run = run.trigger(*t);
+                }
+                Ok(Some(Matcher::Regex(Box::new(run))))
+            }
+            Spec::Built(f) => f().map(Some).ok_or_else(bad),
+        }
+    }
+
+    /// Whether the rule answers for a labelled category.
+    pub fn claims(&self, category: &str) -> bool {
+        self.claims.iter().any(|g| glob_match(g, category))
+    }
+}
+
+/// Every built-in rule, in priority order (earlier wins a tie at the same start): leaks first
+/// (the most specific finding), then secrets, then personal data.
+pub fn all() -> impl Iterator<Item = &'static Rule> {
+    leaks::RULES
+        .iter()
+        .chain(secrets::RULES.iter())
+        .chain(pii::RULES.iter())
+}
+
+/// The detector ids that answer for a labelled category; empty when no rule claims it.
+pub fn claimed(category: &str) -> Vec<&'static str> {
+    let mut ids: Vec<&'static str> = all().filter(|r| r.claims(category)).map(|r| r.id).collect();
+    ids.dedup();
+    ids
+}
+
+pub(crate) fn re(pattern: &str) -> Option<Regex> {
+    Regex::new(pattern).ok()
+}

@@ -1,0 +1,415 @@
+//! Personal data: payment cards, US social security numbers, IBANs, e-mail addresses, phone
+//! numbers and IP addresses. Each is a value inside a run of its character class, shaped by a
+//! regex and decided by a validator.
+
+use super::{Rule, Spec};
+use crate::output::detectors::{Action, Category};
+use crate::output::matcher::ByteSet;
+
+const EMAIL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9._%+@-");
+const ALNUM: ByteSet = ByteSet::from_spec(b"A-Za-z0-9");
+const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
+const PHONE_CLASS: ByteSet = ByteSet::from_spec(b"0-9 ()+.-");
+const PHONE_START: ByteSet = ByteSet::from_spec(b"0-9+(");
+const CARD_CLASS: ByteSet = ByteSet::from_spec(b"0-9 -");
+const SSN_CLASS: ByteSet = ByteSet::from_spec(b"0-9 .-");
+const IBAN_CLASS: ByteSet = ByteSet::from_spec(b"A-Z0-9 -");
+const IBAN_START: ByteSet = ByteSet::from_spec(b"A-Z");
+const IPV4_CLASS: ByteSet = ByteSet::from_spec(b"0-9.");
+const IPV6_CLASS: ByteSet = ByteSet::from_spec(b"0-9A-Fa-f:.");
+const IPV6_START: ByteSet = ByteSet::from_spec(b"0-9A-Fa-f:");
+const COLON: ByteSet = ByteSet::from_spec(b":");
+
+pub const RULES: &[Rule] = &[
+    Rule {
+        id: "credit_card",
+        category: Category::Pii,
+        about: "Payment card numbers: 12 to 19 digits in groups, Luhn and issuer ranges.",
+        action: Action::Redact,
+        claims: &["CREDIT_CARD"],
+        spec: Spec::Run {
+            pattern: r"[0-9]{4}(?:[ -]?[0-9]{2,7}){1,4}|[0-9]{12,19}",
+            class: CARD_CLASS,
+            start: DIGIT,
+            trigger: None,
+            validate: valid_card,
+            min_len: 12,
+            shrink: true,
+        },
+        examples: &["card 4111 1111 1111 1111 exp 12/29", "5500-0000-0000-0004"],
+        counter_examples: &["4111-1111-1111-1112", "order 1234 5678"],
+    },
+    Rule {
+        id: "us_ssn",
+        category: Category::Pii,
+        about: "US social security numbers in valid ranges, published examples excluded.",
+        action: Action::Redact,
+        claims: &["US_SSN"],
+        spec: Spec::Run {
+            pattern: r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}|[0-9]{3}-[0-9]{6}|[0-9]{5}-[0-9]{4}",
+            class: SSN_CLASS,
+            start: DIGIT,
+            trigger: None,
+            validate: valid_ssn,
+            min_len: 9,
+            shrink: true,
+        },
+        examples: &["SSN: 536-22-8727"],
+        counter_examples: &["000-12-3456", "078-05-1120", "666-12-3456"],
+    },
+    Rule {
+        id: "iban",
+        category: Category::Pii,
+        about: "International bank account numbers: country length and the mod-97 check.",
+        action: Action::Redact,
+        claims: &["IBAN_CODE"],
+        spec: Spec::Run {
+            pattern: r"[A-Z]{2}[0-9]{2}[ -]?(?:[A-Z0-9]{4}[ -]?){2,7}[A-Z0-9]{1,4}",
+            class: IBAN_CLASS,
+            start: IBAN_START,
+            trigger: Some(DIGIT),
+            validate: valid_iban,
+            min_len: 15,
+            shrink: true,
+        },
+        examples: &["IBAN DE89 3704 0044 0532 0130 00.", "GB82WEST12345698765432"],
+        counter_examples: &["DE89 3704 0044 0532 0130 01", "GB82WEST1234"],
+    },
+    Rule {
+        id: "email",
+        category: Category::Pii,
+        about: "E-mail addresses.",
+        action: Action::Redact,
+        claims: &["EMAIL_ADDRESS"],
+        spec: Spec::Run {
+            pattern: r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}",
+            class: EMAIL_CLASS,
+            start: ALNUM,
+            trigger: Some(ByteSet::from_spec(b"@")),
+            validate: valid_email,
+            min_len: 6,
+            shrink: true,
+        },
+        examples: &["write to alice.smith@example.com today", "bob+tag@mail.corp.io"],
+        counter_examples: &["bob@", "@example.org", "user@localhost"],
+    },
+    Rule {
+        id: "phone",
+        category: Category::Pii,
+        about: "Phone numbers in E.164 and national formats.",
+        action: Action::Redact,
+        claims: &["PHONE_NUMBER"],
+        spec: Spec::Run {
+            pattern: r"\+?\(?[0-9]{1,4}\)?(?:[ .-]?\(?[0-9]{1,4}\)?){1,6}",
+            class: PHONE_CLASS,
+            start: PHONE_START,
+            trigger: Some(DIGIT),
+            validate: valid_phone,
+            min_len: 7,
+            shrink: true,
+        },
+        examples: &["call +1 415 555 2671 now", "(415) 555-2671"],
+        counter_examples: &["in 2023 we", "page 12"],
+    },
+    Rule {
+        id: "ipv4",
+        category: Category::Pii,
+        about: "IPv4 addresses (off by default: most are not personal data).",
+        action: Action::Off,
+        claims: &["IP_ADDRESS"],
+        spec: Spec::Run {
+            pattern: r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
+            class: IPV4_CLASS,
+            start: DIGIT,
+            trigger: None,
+            validate: valid_ipv4,
+            min_len: 7,
+            shrink: true,
+        },
+        examples: &["host 192.168.10.20 is up"],
+        counter_examples: &["999.1.1.1", "1.2.3"],
+    },
+    Rule {
+        id: "ipv6",
+        category: Category::Pii,
+        about: "IPv6 addresses (off by default). Never shrunk: cutting one at a dot leaves another valid address.",
+        action: Action::Off,
+        claims: &["IP_ADDRESS"],
+        spec: Spec::Run {
+            pattern: r"[0-9A-Fa-f:]*:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|[0-9A-Fa-f:]{2,39}",
+            class: IPV6_CLASS,
+            start: IPV6_START,
+            trigger: Some(COLON),
+            validate: valid_ipv6,
+            min_len: 2,
+            shrink: false,
+        },
+        examples: &["addr 2001:db8::8a2e:370:7334 ok"],
+        counter_examples: &["at 12:30 today"],
+    },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Validators.
+
+pub fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(*d);
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+fn digits_of(s: &str) -> Vec<u8> {
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect()
+}
+
+fn valid_card(s: &str) -> bool {
+    // One separator style, used consistently (or none).
+    let seps: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_digit()).collect();
+    if seps.windows(2).any(|w| w[0] != w[1]) {
+        return false;
+    }
+    let d = digits_of(s);
+    if !(12..=19).contains(&d.len()) || !luhn(&d) {
+        return false;
+    }
+    if d.iter().all(|&x| x == d[0]) {
+        return false;
+    }
+    let prefix = |n: usize| d.iter().take(n).fold(0u32, |a, &x| a * 10 + u32::from(x));
+    let len = d.len();
+    let p2 = prefix(2);
+    let p3 = prefix(3);
+    let p4 = prefix(4);
+    let p6 = prefix(6);
+    match d[0] {
+        4 => matches!(len, 13 | 16 | 19),                          // Visa
+        5 => ((51..=55).contains(&p2) || p4 == 5019) && len == 16, // Mastercard, Dankort
+        2 => (2221..=2720).contains(&p4) && len == 16,             // Mastercard 2-series
+        3 => {
+            ((p2 == 34 || p2 == 37) && len == 15)                  // Amex
+                || ((300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39) && (14..=19).contains(&len) // Diners
+                || (3528..=3589).contains(&p4) && (16..=19).contains(&len) // JCB
+        }
+        6 => {
+            (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || (622126..=622925).contains(&p6))
+                && (16..=19).contains(&len)                       // Discover
+                || p2 == 62 && (16..=19).contains(&len)            // UnionPay
+                || matches!(p4, 6304 | 6759 | 6761 | 6762 | 6763) && (12..=19).contains(&len)
+            // Maestro
+        }
+        1 => len == 15, // UATP
+        _ => false,
+    }
+}
+
+fn valid_ssn(s: &str) -> bool {
+    let d = digits_of(s);
+    let seps: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_digit()).collect();
+    if d.len() != 9 || seps.windows(2).any(|w| w[0] != w[1]) {
+        return false;
+    }
+    let area = u32::from(d[0]) * 100 + u32::from(d[1]) * 10 + u32::from(d[2]);
+    let group = u32::from(d[3]) * 10 + u32::from(d[4]);
+    let serial = d[5..].iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    if area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0 {
+        return false;
+    }
+    // Runs of one digit, counting sequences, and numbers published as examples (the
+    // Woolworth wallet card 078-05-1120, the 219-09-9999 advertisement).
+    let plain: String = d.iter().map(|x| char::from(b'0' + x)).collect();
+    !(d.iter().all(|&x| x == d[0])
+        || ["123456789", "987654321", "078051120", "219099999"].contains(&plain.as_str()))
+}
+
+/// IBAN length per country (ISO 13616 registry).
+const IBAN_LENGTHS: &[(&str, usize)] = &[
+    ("AD", 24),
+    ("AE", 23),
+    ("AL", 28),
+    ("AT", 20),
+    ("AZ", 28),
+    ("BA", 20),
+    ("BE", 16),
+    ("BG", 22),
+    ("BH", 22),
+    ("BI", 27),
+    ("BR", 29),
+    ("BY", 28),
+    ("CH", 21),
+    ("CR", 22),
+    ("CY", 28),
+    ("CZ", 24),
+    ("DE", 22),
+    ("DJ", 27),
+    ("DK", 18),
+    ("DO", 28),
+    ("EE", 20),
+    ("EG", 29),
+    ("ES", 24),
+    ("FI", 18),
+    ("FK", 18),
+    ("FO", 18),
+    ("FR", 27),
+    ("GB", 22),
+    ("GE", 22),
+    ("GI", 23),
+    ("GL", 18),
+    ("GR", 27),
+    ("GT", 28),
+    ("HR", 21),
+    ("HU", 28),
+    ("IE", 22),
+    ("IL", 23),
+    ("IQ", 23),
+    ("IS", 26),
+    ("IT", 27),
+    ("JO", 30),
+    ("KW", 30),
+    ("KZ", 20),
+    ("LB", 28),
+    ("LC", 32),
+    ("LI", 21),
+    ("LT", 20),
+    ("LU", 20),
+    ("LV", 21),
+    ("LY", 25),
+    ("MC", 27),
+    ("MD", 24),
+    ("ME", 22),
+    ("MK", 19),
+    ("MN", 20),
+    ("MR", 27),
+    ("MT", 31),
+    ("MU", 30),
+    ("NI", 28),
+    ("NL", 18),
+    ("NO", 15),
+    ("OM", 23),
+    ("PK", 24),
+    ("PL", 28),
+    ("PS", 29),
+    ("PT", 25),
+    ("QA", 29),
+    ("RO", 24),
+    ("RS", 22),
+    ("RU", 33),
+    ("SA", 24),
+    ("SC", 31),
+    ("SD", 18),
+    ("SE", 24),
+    ("SI", 19),
+    ("SK", 24),
+    ("SM", 27),
+    ("SO", 23),
+    ("ST", 25),
+    ("SV", 28),
+    ("TL", 23),
+    ("TN", 24),
+    ("TR", 26),
+    ("UA", 29),
+    ("VA", 22),
+    ("VG", 24),
+    ("XK", 20),
+    ("YE", 30),
+];
+
+fn valid_iban(s: &str) -> bool {
+    let compact: Vec<u8> = s
+        .bytes()
+        .filter(|b| !matches!(b, b' ' | b'-'))
+        .map(|b| b.to_ascii_uppercase())
+        .collect();
+    if compact.len() < 15 {
+        return false;
+    }
+    let Ok(country) = std::str::from_utf8(&compact[..2]) else {
+        return false;
+    };
+    match IBAN_LENGTHS.iter().find(|(c, _)| *c == country) {
+        Some((_, l)) if *l == compact.len() => {}
+        _ => return false,
+    }
+    // Spaces, if any, every four characters.
+    if s.contains([' ', '-']) {
+        let groups: Vec<&str> = s.split([' ', '-']).collect();
+        if groups[..groups.len() - 1].iter().any(|g| g.len() != 4) {
+            return false;
+        }
+    }
+    let rearranged = compact[4..].iter().chain(compact[..4].iter());
+    let mut rem: u32 = 0;
+    for &b in rearranged {
+        let v = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && !domain.contains("..")
+        && !domain.starts_with('-')
+}
+
+fn valid_phone(s: &str) -> bool {
+    let d = digits_of(s);
+    let opens = s.bytes().filter(|&b| b == b'(').count();
+    let closes = s.bytes().filter(|&b| b == b')').count();
+    if opens != closes || opens > 1 || s.ends_with(['-', '.', ' ', '(']) {
+        return false;
+    }
+    if s.starts_with('+') {
+        // E.164: country code then up to 15 digits in all.
+        return (8..=15).contains(&d.len()) && d[0] != 0;
+    }
+    // National formats: 10 or 11 digits with separators, 9 or more after a 0 trunk prefix
+    // with separators, or a mainland-China mobile number (1[3-9] and 9 digits).
+    let has_sep = s.bytes().any(|b| matches!(b, b' ' | b'-' | b'.' | b'('));
+    if !has_sep {
+        return d.len() == 11 && d[0] == 1 && (3..=9).contains(&d[1]);
+    }
+    let trunk = d[0] == 0 && d[1] != 0 && (9..=11).contains(&d.len());
+    if !(10..=11).contains(&d.len()) && !trunk {
+        return false;
+    }
+    // Dates, versions and plain counts look different: reject dotted groups of 1-2 digits.
+    let groups: Vec<usize> = s
+        .split([' ', '-', '.', '(', ')'])
+        .filter(|g| !g.is_empty())
+        .map(str::len)
+        .collect();
+    groups.iter().all(|&g| g >= 2) && groups.len() <= 5
+}
+
+fn valid_ipv4(s: &str) -> bool {
+    s.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+fn valid_ipv6(s: &str) -> bool {
+    s.matches(':').count() >= 2 && s.parse::<std::net::Ipv6Addr>().is_ok()
+}

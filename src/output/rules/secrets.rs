@@ -1,0 +1,618 @@
+//! Secrets: provider API keys and tokens (recognized by their prefixes and judged as they
+//! stream), PEM private keys, AWS secret keys next to their name, and values assigned to
+//! secret-looking names.
+
+use super::{re, Rule, Spec};
+use crate::codec::base64_decode;
+use crate::output::detectors::{Action, Category};
+use crate::output::matcher::{ByteSet, Matcher, OpenEnd, RegexRun, Tri};
+
+const ALNUM: ByteSet = ByteSet::from_spec(b"A-Za-z0-9");
+const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
+const PEM_CLASS: ByteSet = ByteSet::from_spec(b"A-Z0-9 _-");
+const PEM_START: ByteSet = ByteSet::from_spec(b"-");
+const TOKEN_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_-");
+const JWT_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_.-");
+const URL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_./:-");
+const BASE64_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9/+");
+/// Values of `key = value` assignments: printable, without quotes and separators.
+const VALUE_CLASS: ByteSet = ByteSet::printable_except(b"\"'`,;<>(){}[]\\");
+/// What stands right before an assigned value: `=`, `:`, `=>`, `>` (XML), `,` (a call).
+const ASSIGN: ByteSet = ByteSet::from_spec(b"=:>,");
+
+const GITLAB_LEADS: &[&str] = &["glpat-", "glptt-", "gldt-", "glrt-", "GR1348941"];
+
+pub const RULES: &[Rule] = &[
+    Rule {
+        id: "private_key",
+        category: Category::Secret,
+        about: "PEM private keys (RSA, EC, DSA, OpenSSH, PKCS#8, encrypted), suppressed from the header to the END line.",
+        action: Action::Redact,
+        claims: &["private-key"],
+        spec: Spec::Built(pem),
+        examples: &[
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yL4Wn2ZPnBNkZ7zG9DJ1p3N0r4I1ggNJx0VpIbDnbi0B1cJpMAK+\n-----END RSA PRIVATE KEY-----",
+        ],
+        counter_examples: &[
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",
+            "-----BEGIN CERTIFICATE-----",
+        ],
+    },
+    Rule {
+        id: "aws_access_key",
+        category: Category::Secret,
+        about: "AWS access key ids: a four-letter prefix and 16 base32 characters.",
+        action: Action::Redact,
+        claims: &["aws-access-token"],
+        spec: Spec::Token {
+            leads: &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
+            class: ALNUM,
+            judge: judge_aws_key_id,
+        },
+        examples: &["key id AKIAZ3MSJV4WWNKWW5FG here", "AKIAZ3MSJV4WWNKWW5FG"],
+        counter_examples: &[
+            "AKIAZ3MSJV4WWNKWW5F",
+            "AKIAIOSFODNN7EXAMPLE",
+            "AKIAZ3MSJV4WWNKWW5FGX",
+        ],
+    },
+    Rule {
+        id: "github_token",
+        category: Category::Secret,
+        about: "GitHub personal, OAuth, user-to-server, server-to-server and refresh tokens.",
+        action: Action::Redact,
+        claims: &["github-*"],
+        spec: Spec::Token {
+            leads: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+            class: TOKEN_CLASS,
+            judge: judge_github,
+        },
+        examples: &["token: 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"],
+        counter_examples: &["ghp_short", "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"],
+    },
+    Rule {
+        id: "github_token",
+        category: Category::Secret,
+        about: "GitHub fine-grained personal access tokens.",
+        action: Action::Redact,
+        claims: &["github-fine-grained-pat"],
+        spec: Spec::Token {
+            leads: &["github_pat_"],
+            class: TOKEN_CLASS,
+            judge: judge_github_pat,
+        },
+        examples: &[
+            "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",
+        ],
+        counter_examples: &["github_pat_11u8jzPde0IgxLd6GncfBA", "github_pat_"],
+    },
+    Rule {
+        id: "gitlab_token",
+        category: Category::Secret,
+        about: "GitLab personal, pipeline-trigger, deploy and runner tokens.",
+        action: Action::Redact,
+        claims: &[
+            "gitlab-pat",
+            "gitlab-ptt",
+            "gitlab-rrt",
+            "gitlab-pat-routable",
+            "gitlab-runner-authentication-token-routable",
+        ],
+        spec: Spec::Token {
+            leads: GITLAB_LEADS,
+            class: TOKEN_CLASS,
+            judge: judge_gitlab,
+        },
+        examples: &["export GITLAB_TOKEN=glpat-P3fS2qHx6kwXoIIXGvOo"],
+        counter_examples: &["glpat-short", "glpat-xxxxxxxxxxxxxxxxxxxx"],
+    },
+    Rule {
+        id: "slack_token",
+        category: Category::Secret,
+        about: "Slack bot, user, app, legacy and configuration tokens.",
+        action: Action::Redact,
+        claims: &[
+            "slack-bot-token",
+            "slack-user-token",
+            "slack-app-token",
+            "slack-legacy-bot-token",
+            "slack-legacy-token",
+            "slack-legacy-workspace-token",
+            "slack-config-access-token",
+            "slack-config-refresh-token",
+        ],
+        spec: Spec::Token {
+            leads: &[
+                "xoxb-",
+                "xoxp-",
+                "xoxa-",
+                "xoxo-",
+                "xoxr-",
+                "xoxs-",
+                "xoxe-",
+                "xoxe.xoxp-",
+                "xoxe.xoxb-",
+                "xapp-",
+            ],
+            class: JWT_CLASS,
+            judge: judge_slack,
+        },
+        examples: &["xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"],
+        counter_examples: &["xoxb-not-a-token", "xoxb-"],
+    },
+    Rule {
+        id: "slack_webhook",
+        category: Category::Secret,
+        about: "Slack incoming-webhook, workflow and trigger URLs.",
+        action: Action::Redact,
+        claims: &["slack-webhook-url"],
+        spec: Spec::Token {
+            leads: &[
+                "https://hooks.slack.com/",
+                "http://hooks.slack.com/",
+                "hooks.slack.com/",
+            ],
+            class: URL_CLASS,
+            judge: judge_slack_webhook,
+        },
+        examples: &[
+            "POST to https://hooks.slack.com/services/T024BE7LD/B01ABCDEF12/zL9kQ2wX7mN4pR8sT1vY5bC3",
+        ],
+        counter_examples: &["https://hooks.slack.com/help", "see hooks.slack.com/ for docs"],
+    },
+    Rule {
+        id: "stripe_key",
+        category: Category::Secret,
+        about: "Stripe secret and restricted keys, live, test and prod.",
+        action: Action::Redact,
+        claims: &["stripe-access-token"],
+        spec: Spec::Token {
+            leads: &[
+                "sk_live_", "rk_live_", "sk_test_", "rk_test_", "sk_prod_", "rk_prod_",
+            ],
+            class: TOKEN_CLASS,
+            judge: judge_stripe,
+        },
+        examples: &["stripe.api_key = sk_live_51HqLyjWDarjtT1zdp7dcXYZ0aBcDeFgHiJ"],
+        counter_examples: &["sk_live_short", "sk_test_xxxxxxxxxxxxxxxxxxxxxxxx"],
+    },
+    Rule {
+        id: "anthropic_api_key",
+        category: Category::Secret,
+        about: "Anthropic API and admin keys: sk-ant-<kind><nn>-, 93 characters, AA.",
+        action: Action::Redact,
+        claims: &["anthropic-api-key", "anthropic-admin-api-key"],
+        spec: Spec::Token {
+            leads: &["sk-ant-"],
+            class: TOKEN_CLASS,
+            judge: judge_anthropic,
+        },
+        examples: &[
+            "sk-ant-api03-6UMFxFkM-R5Kjp1vRt_1fjORS-6ilI8ihN5KXSc7Tvo-hBKqFYY-kv5ZJr3J1TWDtkwtDDb_xHKas1VOqg6YYZYn9ZhyiAA",
+        ],
+        counter_examples: &["sk-ant-api03-short", "sk-ant-"],
+    },
+    Rule {
+        id: "openai_api_key",
+        category: Category::Secret,
+        about: "OpenAI project, service-account, admin and legacy keys (letters and digits mixed).",
+        action: Action::Redact,
+        claims: &["openai-api-key"],
+        spec: Spec::Token {
+            leads: &["sk-"],
+            class: TOKEN_CLASS,
+            judge: judge_openai,
+        },
+        examples: &["OPENAI_API_KEY=sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0"],
+        counter_examples: &[
+            "sk-learn-tutorial-for-beginners-and-experts-alike",
+            "sk-learn",
+        ],
+    },
+    Rule {
+        id: "google_api_key",
+        category: Category::Secret,
+        about: "Google Cloud API keys: AIza and 35 more characters.",
+        action: Action::Redact,
+        claims: &["gcp-api-key"],
+        spec: Spec::Token {
+            leads: &["AIza"],
+            class: TOKEN_CLASS,
+            judge: judge_google,
+        },
+        examples: &["key=AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe&q=x"],
+        counter_examples: &["AIzaShort", "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQeX"],
+    },
+    Rule {
+        id: "jwt",
+        category: Category::Secret,
+        about: "JSON Web Tokens: a base64url JSON header, a dot, and a JSON payload.",
+        action: Action::Redact,
+        claims: &["jwt"],
+        spec: Spec::Token {
+            leads: &["eyJ"],
+            class: JWT_CLASS,
+            judge: judge_jwt,
+        },
+        examples: &[
+            "Authorization: Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ],
+        counter_examples: &["eyJnotajwt", "eyJhbGciOiJIUzI1NiJ9.notjson"],
+    },
+    Rule {
+        id: "aws_secret_key",
+        category: Category::Secret,
+        about: "AWS secret access keys: 40 base64 characters assigned to an AWS secret name.",
+        action: Action::Redact,
+        claims: &[],
+        spec: Spec::Built(aws_secret),
+        examples: &["aws_secret_access_key = \"A4uoRgnatmUdjAWtGSU8po/799NksnRH9ucAUsdM\""],
+        counter_examples: &[
+            "aws_region = \"A4uoRgnatmUdjAWtGSU8po/799NksnRH9ucAUsdM\"",
+            "aws_secret_access_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"",
+        ],
+    },
+    Rule {
+        id: "secret_assignment",
+        category: Category::Secret,
+        about: "A random-looking value assigned to a secret name (password: \"...\", <token>...</token>, set(\"api_key\", \"...\")).",
+        action: Action::Redact,
+        claims: &["generic-api-key"],
+        spec: Spec::Built(assignment_value),
+        examples: &[
+            "password = \"h7Gk29fLq0Xz\"",
+            "<apiToken>Qm93ZXJ5X2x5a2U4</apiToken>",
+        ],
+        counter_examples: &[
+            "password = \"changeme\"",
+            "user_id = \"h7Gk29fLq0Xz\"",
+            "password = \"correcthorse\"",
+        ],
+    },
+    Rule {
+        id: "secret_assignment",
+        category: Category::Secret,
+        about: "name=value with no space, the value random-looking (query strings, env files).",
+        action: Action::Redact,
+        claims: &["generic-api-key"],
+        spec: Spec::Built(assignment_inline),
+        examples: &["curl https://api.test/?api_key=Zx81LmQ0pR7tVw2Y"],
+        counter_examples: &["api_key=your_api_key_here", "version=1.2.3"],
+    },
+];
+
+fn pem() -> Option<Matcher> {
+    let r = re(r"^-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----")?;
+    let run = RegexRun::new(PEM_CLASS, PEM_START, r)
+        .open_end(OpenEnd::PemEnd)
+        .min_len(27);
+    Some(Matcher::Regex(Box::new(run)))
+}
+
+fn aws_secret() -> Option<Matcher> {
+    let r = re(r"^[A-Za-z0-9/+]{40}$")?;
+    let ctx = re(r#"(?i)aws.{0,20}(?:secret|private).{0,20}[:=]{1,2}\s{0,3}["']?$"#)?;
+    let run = RegexRun::new(BASE64_CLASS, BASE64_CLASS, r)
+        .validate(|v| entropy(v) > 3.5)
+        .context(ctx)
+        .context_gate(ASSIGN)
+        .min_len(40);
+    Some(Matcher::Regex(Box::new(run)))
+}
+
+/// Names under which secrets are assigned in code, config files and prose.
+const SECRET_NAMES: &str = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?(?:key|token)|[_-]auth|client[_-]?secret|private[_-]?key|credential)s?[A-Za-z0-9_.-]{0,20}";
+
+/// Assignment operators across config files and languages.
+const ASSIGN_OPS: &str = r"(?:::=|:::=|:=|=>|\?=|\.=|\|\|=|[:=])";
+
+/// Names that hold identifiers, locations or public values, not secrets.
+const NOT_SECRET_NAMES: &str = r#"(?i)(?:(?:id|ids|name|names|url|uri|path|file|dir|type|mode|public[a-z_]*)(?:["'\]>]|\s+[a-z]+)?|(?:csrf|xsrf|nonce)[A-Za-z0-9_.-]*)\s{0,3}"#;
+
+/// `password: "value"`: the value is its own run; the name stands before it, as an
+/// assignment, an XML element, or the first argument of a call (`set("api_token", "...")`).
+fn assignment_value() -> Option<Matcher> {
+    let ctx = re(&format!(
+        r#"(?i)(?:{SECRET_NAMES}["'\]]?(?:\s+(?:string|str|var|const|let))?\s{{0,3}}{ASSIGN_OPS}\s{{0,3}}["'`]?|<[A-Za-z0-9_.:-]*{SECRET_NAMES}>\s*|{SECRET_NAMES}["']\s*,\s*["'])$"#
+    ))?;
+    let deny = not_secret_names()?;
+    let run = RegexRun::new(VALUE_CLASS, VALUE_CLASS, re(r"^[^\s=:]{8,200}={0,2}$")?);
+    // A plausible secret has a digit: runs without one are not looked at.
+    Some(Matcher::Regex(Box::new(
+        run.validate(plausible_secret)
+            .context(ctx)
+            .context_deny(deny)
+            .context_gate(ASSIGN)
+            .trigger(DIGIT)
+            .min_len(8),
+    )))
+}
+
+fn not_secret_names() -> Option<regex_lite::Regex> {
+    re(&format!(
+        r#"{NOT_SECRET_NAMES}(?:{ASSIGN_OPS}|,)?\s{{0,3}}["'`]?$"#
+    ))
+}
+
+/// `password=value` in one run.
+fn assignment_inline() -> Option<Matcher> {
+    let r = re(&format!(
+        r"(?i){SECRET_NAMES}{ASSIGN_OPS}([^\s=]{{8,200}}={{0,2}})$"
+    ))?;
+    let run = RegexRun::new(VALUE_CLASS, VALUE_CLASS, r);
+    Some(Matcher::Regex(Box::new(
+        run.trigger(ByteSet::from_spec(b"=:"))
+            .group(1)
+            .validate(plausible_secret)
+            .context_deny(not_secret_names()?)
+            .min_len(11),
+    )))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token judges. Each must be monotone: a Yes or No on a prefix of an open run holds for every
+// extension of that run (checked by property tests).
+
+fn all_in(s: &str, class: &ByteSet) -> bool {
+    s.bytes().all(|b| class.has(b))
+}
+
+/// A random part that is a placeholder: low entropy (`xxxx`, `1231231`) or documentation.
+fn placeholder_part(part: &str) -> bool {
+    entropy(part) < 3.0 || part.contains("EXAMPLE") || part.contains("example")
+}
+
+/// Exactly `total` bytes, judged when the run is complete.
+fn fixed_len(run: &str, complete: bool, total: usize, lead: usize) -> Tri {
+    if run.len() > total {
+        Tri::No
+    } else if complete {
+        if run.len() == total && !placeholder_part(&run[lead..]) {
+            Tri::Yes
+        } else {
+            Tri::No
+        }
+    } else {
+        Tri::NeedMore
+    }
+}
+
+/// At least `min` bytes; only the first `min` are judged, so a verdict never changes as the
+/// run grows.
+fn at_least(run: &str, complete: bool, min: usize, lead: usize) -> Tri {
+    if run.len() >= min {
+        if placeholder_part(&run[lead.min(min)..min]) {
+            Tri::No
+        } else {
+            Tri::Yes
+        }
+    } else if complete {
+        Tri::No
+    } else {
+        Tri::NeedMore
+    }
+}
+
+fn lead_len(run: &str, leads: &[&str]) -> usize {
+    leads
+        .iter()
+        .filter(|l| run.starts_with(**l))
+        .map(|l| l.len())
+        .max()
+        .unwrap_or(0)
+}
+
+fn judge_aws_key_id(run: &str, complete: bool) -> Tri {
+    // Four-letter prefix, then 16 base32 characters (A-Z, 2-7).
+    let body = run.get(4..).unwrap_or("");
+    if !body
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+    {
+        return Tri::No;
+    }
+    fixed_len(run, complete, 20, 0)
+}
+
+fn judge_github(run: &str, complete: bool) -> Tri {
+    // ghp_ + 36 alphanumerics; whatever follows in the same run goes with it. Only the first
+    // 40 bytes are judged, so a verdict never changes as the run grows.
+    if !all_in(&run[4..run.len().min(40)], &ALNUM) {
+        return Tri::No;
+    }
+    at_least(run, complete, 40, 4)
+}
+
+fn judge_github_pat(run: &str, complete: bool) -> Tri {
+    at_least(run, complete, "github_pat_".len() + 70, "github_pat_".len())
+}
+
+fn judge_gitlab(run: &str, complete: bool) -> Tri {
+    let lead = lead_len(run, GITLAB_LEADS);
+    at_least(run, complete, lead + 20, lead)
+}
+
+fn judge_slack(run: &str, complete: bool) -> Tri {
+    // Slack tokens: digit groups (team, user, bot ids) and a random part, or one long random
+    // part (configuration and refresh tokens). Every condition only grows with the run.
+    let body = run.split_once('-').map_or("", |(_, b)| b);
+    let groups: Vec<&str> = body.split('-').collect();
+    let ids = groups
+        .iter()
+        .filter(|g| g.len() >= 6 && g.bytes().all(|b| b.is_ascii_digit()))
+        .count();
+    let random = groups
+        .iter()
+        .any(|g| g.len() >= 10 && g.bytes().any(|b| b.is_ascii_alphabetic()));
+    let long = groups.iter().any(|g| g.len() >= 40);
+    if (ids >= 1 && random) || long {
+        Tri::Yes
+    } else if complete {
+        Tri::No
+    } else {
+        Tri::NeedMore
+    }
+}
+
+fn judge_slack_webhook(run: &str, complete: bool) -> Tri {
+    let path = run
+        .split_once("hooks.slack.com/")
+        .map(|(_, p)| p)
+        .unwrap_or("");
+    let ok_path = ["services/", "workflows/", "triggers/"]
+        .iter()
+        .any(|p| path.starts_with(p) || p.starts_with(path));
+    if !ok_path && !path.is_empty() {
+        return Tri::No;
+    }
+    if path.len() >= 30 {
+        Tri::Yes
+    } else if complete {
+        Tri::No
+    } else {
+        Tri::NeedMore
+    }
+}
+
+fn judge_stripe(run: &str, complete: bool) -> Tri {
+    at_least(run, complete, 8 + 20, 8)
+}
+
+fn judge_anthropic(run: &str, complete: bool) -> Tri {
+    // sk-ant-<kind><nn>- then 93 characters and "AA".
+    let Some(kind_end) = run[7..].find('-').map(|i| i + 8) else {
+        return if complete { Tri::No } else { Tri::NeedMore };
+    };
+    let total = kind_end + 93 + 2;
+    if run.len() > total {
+        Tri::No
+    } else if complete {
+        if run.len() == total && run.ends_with("AA") {
+            Tri::Yes
+        } else {
+            Tri::No
+        }
+    } else {
+        Tri::NeedMore
+    }
+}
+
+fn judge_openai(run: &str, complete: bool) -> Tri {
+    // sk-proj-, sk-svcacct-, sk-admin- or legacy sk- followed by a long random part; require a
+    // mix of letters and digits so that prose like "sk-learn-tutorial-..." does not qualify.
+    let body = &run[3..];
+    let digits = body.bytes().filter(u8::is_ascii_digit).count();
+    let upper = body.bytes().filter(u8::is_ascii_uppercase).count();
+    if body.len() >= 32 && digits >= 3 && upper >= 3 {
+        Tri::Yes
+    } else if complete {
+        Tri::No
+    } else {
+        Tri::NeedMore
+    }
+}
+
+fn judge_google(run: &str, complete: bool) -> Tri {
+    fixed_len(run, complete, 39, 4)
+}
+
+fn judge_jwt(run: &str, complete: bool) -> Tri {
+    // Header segment, a dot, then a payload that starts like a JSON object.
+    let Some((header, rest)) = run.split_once('.') else {
+        return if complete || run.len() > 2048 {
+            Tri::No
+        } else {
+            Tri::NeedMore
+        };
+    };
+    // The start of a JSON object (a header may be damaged past its first key).
+    match base64_decode(header) {
+        Some(h) if h.starts_with(b"{\"") => {}
+        _ => return Tri::No,
+    }
+    if rest.len() >= 4 {
+        if rest.starts_with("eyJ") {
+            Tri::Yes
+        } else {
+            Tri::No
+        }
+    } else if complete {
+        Tri::No
+    } else if "eyJ".starts_with(rest) {
+        Tri::NeedMore
+    } else {
+        Tri::No
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validators.
+
+/// Shannon entropy in bits per byte.
+pub fn entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in s.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = s.len() as f64;
+    if n == 0.0 {
+        return 0.0;
+    }
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// A value assigned to a secret-looking name: long enough, random enough, not a placeholder.
+fn plausible_secret(v: &str) -> bool {
+    let lower = v.to_ascii_lowercase();
+    const PLACEHOLDERS: &[&str] = &[
+        "example",
+        "xxxx",
+        "placeholder",
+        "changeme",
+        "your_",
+        "your-",
+        "<",
+        "${",
+        "{{",
+        "redacted",
+        "password",
+        "secret",
+        "process.env",
+        "os.environ",
+        "getenv",
+        "true",
+        "false",
+        "null",
+        "undefined",
+        "none",
+    ];
+    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
+        return false;
+    }
+    // Host names (`lb1.api.example.com`) are not secrets.
+    if v.matches('.').count() >= 2
+        && v.rsplit('.').next().is_some_and(|tld| {
+            let tld = tld.split(':').next().unwrap_or(tld);
+            (2..=6).contains(&tld.len()) && tld.bytes().all(|b| b.is_ascii_lowercase())
+        })
+    {
+        return false;
+    }
+    // Dotted versions (`jackson-0.11.2`) are not secrets.
+    let b = v.as_bytes();
+    if b.windows(3)
+        .any(|w| w[0].is_ascii_digit() && w[1] == b'.' && w[2].is_ascii_digit())
+    {
+        return false;
+    }
+    let has_digit = v.bytes().any(|b| b.is_ascii_digit());
+    let has_alpha = v.bytes().any(|b| b.is_ascii_alphabetic());
+    v.len() >= 8 && has_digit && has_alpha && entropy(v) >= 3.0
+}
