@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::input::{InputPolicy, InvisiblePolicy};
 use crate::network::limits::Tier;
+use crate::output::filter::UnknownFields;
 use crate::output::{Action, CatalogConfig, CustomDetector, DEFAULT_HOLDBACK};
 use crate::tools::ToolPolicy;
 
@@ -59,6 +60,8 @@ pub struct Config {
     pub pass_through_paths: Vec<String>,
     pub output_holdback: usize,
     pub unparseable: UnparseablePolicy,
+    /// Response fields outside the protocol's schema: dropped (default) or the response cut.
+    pub unknown_fields: UnknownFields,
     pub detectors: CatalogConfig,
     /// Named limit tiers; keys pick one by name (`default` when they name none).
     pub tiers: BTreeMap<String, Tier>,
@@ -192,6 +195,14 @@ impl Config {
                 ("raw_scan", UnparseablePolicy::RawScan),
             ],
         )?;
+        let unknown_fields = choice(
+            get,
+            "UNKNOWN_RESPONSE_FIELDS",
+            &[
+                ("drop", UnknownFields::Drop),
+                ("block", UnknownFields::Block),
+            ],
+        )?;
         let pass_through_paths = json_list(get, "PASS_THROUGH_PATHS")?;
         if let Some(p) = pass_through_paths.iter().find(|p| !p.starts_with('/')) {
             return Err(err(
@@ -317,6 +328,7 @@ impl Config {
                 16 << 10,
             )?,
             unparseable,
+            unknown_fields,
             detectors,
         })
     }

@@ -20,7 +20,7 @@ use crate::network::keys::KeyRecord;
 use crate::network::limiter::{AcquireBody, ReleaseBody};
 use crate::network::limits::{self, Decision, Refusal, Tier};
 use crate::network::tokens;
-use crate::output::filter::{filter_json, FilterError, Outcome};
+use crate::output::filter::{filter_json_with, FilterError, Outcome, UnknownFields};
 use crate::output::Scanner;
 use crate::protocol::{self, Protocol};
 use crate::tools::glob_match;
@@ -381,14 +381,16 @@ pub fn origin_answer(status: u16, content_type: &str) -> OriginAnswer {
 pub fn filter_whole(
     scanner: &Scanner,
     protocol: Protocol,
-    unparseable: UnparseablePolicy,
+    policy: (UnparseablePolicy, UnknownFields),
     bytes: &[u8],
     allowed_tools: Option<&[String]>,
     log: &mut RequestLog,
 ) -> Result<(Vec<u8>, u32), ApiError> {
-    let (body, used) = match filter_json(scanner, protocol, bytes, allowed_tools) {
+    let (unparseable, unknown) = policy;
+    let (body, used) = match filter_json_with(scanner, protocol, bytes, allowed_tools, unknown) {
         Ok(f) => {
             log.output.add(&f.findings);
+            log.output.add_dropped(&f.dropped);
             let used = f
                 .usage
                 .as_ref()
@@ -396,7 +398,12 @@ pub fn filter_whole(
                 .unwrap_or(0);
             (f.body, used)
         }
-        Err(FilterError::Unparseable) if unparseable == UnparseablePolicy::RawScan => {
+        // A body that reads as JSON to a lenient client (a `NaN`, a comment, a trailing comma)
+        // but not to the gateway is refused even under raw_scan: scanning its bytes would miss
+        // values the client decodes from escapes (`\u0041KIA...`).
+        Err(FilterError::Unparseable)
+            if unparseable == UnparseablePolicy::RawScan && !looks_like_json(bytes) =>
+        {
             let text = String::from_utf8_lossy(bytes);
             let r = scanner.redact(&text);
             log.output.add(&r.findings);
@@ -417,6 +424,15 @@ pub fn filter_whole(
     log.response_bytes = body.len();
     log.outcome = Some("complete".into());
     Ok((body, used))
+}
+
+/// Whether a client might parse `bytes` as JSON: after a byte-order mark and white space, an
+/// object or an array starts.
+pub fn looks_like_json(bytes: &[u8]) -> bool {
+    let b = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    b.iter()
+        .find(|c| !c.is_ascii_whitespace())
+        .is_some_and(|c| matches!(c, b'{' | b'['))
 }
 
 /// How a stream's end reads in the log.
@@ -752,7 +768,7 @@ mod tests {
         let (out, used) = filter_whole(
             &scanner,
             Protocol::OpenAiChat,
-            UnparseablePolicy::Block,
+            (UnparseablePolicy::Block, UnknownFields::Drop),
             body,
             None,
             &mut log,
@@ -766,7 +782,7 @@ mod tests {
         let e = filter_whole(
             &scanner,
             Protocol::OpenAiChat,
-            UnparseablePolicy::Block,
+            (UnparseablePolicy::Block, UnknownFields::Drop),
             junk,
             None,
             &mut log,
@@ -775,20 +791,48 @@ mod tests {
         let (out, _) = filter_whole(
             &scanner,
             Protocol::OpenAiChat,
-            UnparseablePolicy::RawScan,
+            (UnparseablePolicy::RawScan, UnknownFields::Drop),
             junk,
             None,
             &mut log,
         )
         .unwrap();
         assert_eq!(out, b"not json [REDACTED:email]");
+        // JSON a lenient client accepts is never scanned as raw bytes.
+        for lenient in [
+            &br#"{"choices":[{"message":{"content":"\u0041KIAZ3MSJV4WWNKWW5FG"}}],"x":NaN}"#[..],
+            b"\xEF\xBB\xBF {\"a\": 1,}",
+        ] {
+            let e = filter_whole(
+                &scanner,
+                Protocol::OpenAiChat,
+                (UnparseablePolicy::RawScan, UnknownFields::Drop),
+                lenient,
+                None,
+                &mut log,
+            );
+            assert_eq!(e.unwrap_err().status, 502);
+        }
+        // A byte-order mark before valid JSON is read through the schema.
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend_from_slice(body);
+        let (out, _) = filter_whole(
+            &scanner,
+            Protocol::OpenAiChat,
+            (UnparseablePolicy::Block, UnknownFields::Drop),
+            &bom,
+            None,
+            &mut log,
+        )
+        .unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("[REDACTED:email]"));
 
         let call = br#"{"choices":[{"message":{"tool_calls":[{"function":{"name":"rm","arguments":"{}"}}]}}]}"#;
         let allowed = vec!["get_*".to_string()];
         let e = filter_whole(
             &scanner,
             Protocol::OpenAiChat,
-            UnparseablePolicy::Block,
+            (UnparseablePolicy::Block, UnknownFields::Drop),
             call,
             Some(&allowed),
             &mut log,

@@ -19,6 +19,7 @@ pub mod network;
 pub mod output;
 pub mod protocol;
 pub mod tools;
+pub mod unicode;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -69,6 +69,10 @@ fn fragments() -> Vec<&'static str> {
         " ", "  ", "\n", ".", ",", "-", ":", "=", "\"", "(", ")", "+", "@", "_", "/",
         "the", "hello", "world", "2023", "12", "über", "日本語", "naïve", "🦀", "—",
         "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        // Obfuscation: invisible and combining characters, other spaces and hyphens,
+        // full-width and look-alike letters, ligatures; each folds inside a value.
+        "\u{200B}", "\u{00AD}", "\u{FE0F}", "\u{0301}", "\u{00A0}", "\u{2011}", "\u{FF20}",
+        "\u{FF21}", "\u{0410}", "\u{FB01}", "x", "AKIA\u{200B}Z3MSJV",
     ]
 }
 

@@ -55,9 +55,19 @@ pub struct OutputVerdict {
     pub redacted: BTreeMap<String, u32>,
     pub blocked: Option<String>,
     pub monitored: BTreeMap<String, u32>,
+    /// Response fields outside the protocol's schema, dropped, by schema path.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub dropped_fields: BTreeMap<String, u32>,
 }
 
 impl OutputVerdict {
+    /// Adds dropped-field counts.
+    pub fn add_dropped(&mut self, dropped: &BTreeMap<String, u32>) {
+        for (k, n) in dropped {
+            *self.dropped_fields.entry(k.clone()).or_default() += n;
+        }
+    }
+
     pub fn add(&mut self, findings: &[Finding]) {
         for f in findings {
             match f.action {

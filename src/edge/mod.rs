@@ -362,7 +362,7 @@ async fn forward(
                 let r = gateway::filter_whole(
                     &loaded.scanner,
                     plan.protocol,
-                    cfg.unparseable,
+                    (cfg.unparseable, cfg.unknown_fields),
                     &bytes,
                     plan.allowed_tools.as_deref(),
                     &mut l,

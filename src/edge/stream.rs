@@ -56,6 +56,7 @@ pub fn respond(upstream: ByteStream, s: StreamCtx<'_>) -> Result<Response, ApiEr
         filter.hide_usage_chunks();
     }
     filter.allow_tools(s.plan.allowed_tools.clone());
+    filter.unknown_fields(s.loaded.config.unknown_fields);
     let protocol = s.plan.protocol;
     let state = StreamState {
         upstream,
@@ -89,6 +90,7 @@ pub fn respond(upstream: ByteStream, s: StreamCtx<'_>) -> Result<Response, ApiEr
             if ended {
                 st.done = true;
                 l.output.add(st.filter.findings());
+                l.output.add_dropped(st.filter.dropped());
                 let reported = st
                     .filter
                     .usage()

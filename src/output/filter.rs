@@ -1,15 +1,19 @@
-//! Protocol-aware output filtering: OpenAI chat-completion chunks and Anthropic Messages events,
-//! streamed or whole. Text moves through one [`StreamRedactor`] per choice (and per tool call),
-//! so a value split across any number of events is caught, and held-back text moves into later
-//! events. Everything is flushed before the final `finish_reason` / `content_block_stop`.
+//! Response filtering, default-deny: each protocol's response schema (in [`crate::protocol`])
+//! decides what every value of every event or body is. Model-written text goes through a
+//! [`StreamRedactor`] per channel (a choice's content, a tool call's arguments, a content
+//! block), so a value split across any number of events is caught; structural values pass only
+//! with the expected type and shape; everything else is dropped and counted. Held text moves
+//! into later events and is flushed into its own field before the channel ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
+use super::detectors::{Action, Category};
 use super::redact::{Finding, Scanner, StreamRedactor};
 use crate::api_error::ApiError;
-use crate::protocol::sse::{SseError, SseEvent, SseParser};
+use crate::protocol::sse::{SseError, SseParser};
+use crate::protocol::wire::{Flow, ModelOutput, StreamSchema};
 use crate::protocol::Protocol;
 use crate::tools;
 
@@ -31,62 +35,338 @@ pub enum Outcome {
     Truncated,
 }
 
+/// What to do with a response field outside the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownFields {
+    /// Drop it and count it (default).
+    #[default]
+    Drop,
+    /// Cut the response off as if a `block` detector fired.
+    Block,
+}
+
+/// One channel of model text: its redactor and the log-probability entries waiting for the
+/// text they spell to be decided.
+struct Channel<'s> {
+    redactor: StreamRedactor<'s>,
+    /// Bytes pushed so far, and where the last push started.
+    pushed: usize,
+    last_start: usize,
+    last_len: usize,
+    /// Spans that did not pass unchanged (redacted or blocked values).
+    changed: Vec<(usize, usize)>,
+    /// Entries with the byte span they spell.
+    pending: VecDeque<(usize, usize, Value)>,
+}
+
+/// The output layer's side of response filtering, shared by streams and whole bodies.
+pub struct Channels<'s> {
+    scanner: &'s Scanner,
+    channels: BTreeMap<String, Channel<'s>>,
+    findings: Vec<Finding>,
+    allowed_tools: Option<Vec<String>>,
+    unknown: UnknownFields,
+    /// Dropped fields by schema path.
+    dropped: BTreeMap<String, u32>,
+    blocked: bool,
+}
+
+impl<'s> Channels<'s> {
+    pub fn new(scanner: &'s Scanner) -> Self {
+        Channels {
+            scanner,
+            channels: BTreeMap::new(),
+            findings: Vec::new(),
+            allowed_tools: None,
+            unknown: UnknownFields::Drop,
+            dropped: BTreeMap::new(),
+            blocked: false,
+        }
+    }
+
+    fn channel(&mut self, name: &str) -> &mut Channel<'s> {
+        let scanner = self.scanner;
+        self.channels
+            .entry(name.to_string())
+            .or_insert_with(|| Channel {
+                redactor: scanner.stream(),
+                pushed: 0,
+                last_start: 0,
+                last_len: 0,
+                changed: Vec::new(),
+                pending: VecDeque::new(),
+            })
+    }
+
+    /// Moves new findings of a channel into the list, remembering which spans changed.
+    fn collect(&mut self, name: &str) {
+        let Some(c) = self.channels.get_mut(name) else {
+            return;
+        };
+        for f in c.redactor.take_findings() {
+            if f.action != Action::Monitor {
+                c.changed.push((f.start, f.end));
+            }
+            if f.action == Action::Block {
+                self.blocked = true;
+            }
+            self.findings.push(f);
+        }
+        if c.redactor.blocked() {
+            self.blocked = true;
+        }
+    }
+
+    /// Entries of a channel whose text is decided: sent if unchanged, dropped otherwise.
+    fn release_entries(&mut self, name: &str, all: bool) -> Vec<Value> {
+        let Some(c) = self.channels.get_mut(name) else {
+            return Vec::new();
+        };
+        let decided = if all || c.redactor.blocked() {
+            usize::MAX
+        } else {
+            c.redactor.decided()
+        };
+        let mut out = Vec::new();
+        while let Some((s, e, _)) = c.pending.front() {
+            let (s, e) = (*s, *e);
+            if e > decided {
+                break;
+            }
+            let Some((_, _, v)) = c.pending.pop_front() else {
+                break;
+            };
+            let touched = c.redactor.blocked() && e > c.redactor.decided()
+                || c.changed
+                    .iter()
+                    .any(|(cs, ce)| s < *ce && *cs < e.max(s + 1));
+            if !touched {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.findings)
+    }
+
+    /// Dropped fields by schema path (never their values).
+    pub fn dropped(&self) -> &BTreeMap<String, u32> {
+        &self.dropped
+    }
+
+    pub fn allow_tools(&mut self, globs: Option<Vec<String>>) {
+        self.allowed_tools = globs;
+    }
+
+    pub fn unknown_fields(&mut self, policy: UnknownFields) {
+        self.unknown = policy;
+    }
+}
+
+/// The bytes a log-probability entry spells: `bytes` when present, else its token.
+fn entry_bytes(v: &Value) -> Option<Vec<u8>> {
+    if let Some(b) = v.get("bytes").and_then(Value::as_array) {
+        return b
+            .iter()
+            .map(|x| x.as_u64().and_then(|n| u8::try_from(n).ok()))
+            .collect();
+    }
+    v.get("token")
+        .and_then(Value::as_str)
+        .map(|t| t.as_bytes().to_vec())
+}
+
+impl ModelOutput for Channels<'_> {
+    fn stream(&mut self, channel: &str, text: &str) -> String {
+        let c = self.channel(channel);
+        let mut out = String::new();
+        c.last_start = c.pushed;
+        c.last_len = text.len();
+        c.pushed += text.len();
+        c.redactor.push_str(text, &mut out);
+        self.collect(channel);
+        out
+    }
+
+    fn logprobs(&mut self, channel: &str, entries: Vec<Value>) -> Vec<Value> {
+        let c = self.channel(channel);
+        let (start, len) = (c.last_start, c.last_len);
+        // The entries must spell exactly the text they came with; otherwise none is trusted.
+        let spans: Option<Vec<Vec<u8>>> = entries.iter().map(entry_bytes).collect();
+        let consistent = spans
+            .as_ref()
+            .is_some_and(|s| s.iter().map(Vec::len).sum::<usize>() == len);
+        if !consistent {
+            if !entries.is_empty() {
+                *self
+                    .dropped
+                    .entry("logprobs (inconsistent)".into())
+                    .or_default() += 1;
+            }
+            return self.release_entries(channel, false);
+        }
+        let mut at = start;
+        for (v, b) in entries.into_iter().zip(spans.unwrap_or_default()) {
+            let end = at + b.len();
+            let v = clean_entry(v, self);
+            let c = self.channel(channel);
+            c.pending.push_back((at, end, v));
+            at = end;
+        }
+        self.release_entries(channel, false)
+    }
+
+    fn finish(&mut self, channel: &str) -> (String, Vec<Value>) {
+        let mut out = String::new();
+        if let Some(c) = self.channels.get_mut(channel) {
+            c.redactor.finish(&mut out);
+        }
+        self.collect(channel);
+        let entries = self.release_entries(channel, true);
+        (out, entries)
+    }
+
+    fn holding(&self, channel: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|c| c.redactor.held() > 0)
+    }
+
+    fn whole(&mut self, text: &str) -> String {
+        let r = self.scanner.redact(text);
+        if r.blocked {
+            self.blocked = true;
+        }
+        self.findings.extend(r.findings);
+        r.text
+    }
+
+    fn tool(&mut self, name: &str) -> bool {
+        if tools::tool_allowed(self.allowed_tools.as_deref(), name) {
+            return true;
+        }
+        self.findings.push(tool_finding());
+        self.blocked = true;
+        false
+    }
+
+    fn dropped(&mut self, path: &str) {
+        *self.dropped.entry(path.to_string()).or_default() += 1;
+        if self.unknown == UnknownFields::Block && !self.blocked {
+            self.blocked = true;
+            self.findings.push(Finding {
+                detector: "unknown_field".into(),
+                category: Category::Custom,
+                action: Action::Block,
+                start: 0,
+                end: 0,
+            });
+        }
+    }
+
+    fn blocked(&self) -> bool {
+        self.blocked
+    }
+}
+
+/// A log-probability entry with only its known fields; the alternatives' tokens are model
+/// text never shown in the answer, so each is judged whole and dropped if anything fires.
+fn clean_entry(v: Value, m: &mut Channels<'_>) -> Value {
+    let Value::Object(src) = v else {
+        return Value::Null;
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in src {
+        match k.as_str() {
+            "token" | "logprob" | "bytes" => {
+                out.insert(k, v);
+            }
+            "top_logprobs" => {
+                let alts: Vec<Value> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| {
+                        let t = a.get("token").and_then(Value::as_str)?;
+                        let r = m.scanner.redact(t);
+                        if !r.findings.is_empty() {
+                            m.findings.extend(r.findings);
+                            return None;
+                        }
+                        let mut o = serde_json::Map::new();
+                        for key in ["token", "logprob", "bytes"] {
+                            if let Some(x) = a.get(key) {
+                                o.insert(key.into(), x.clone());
+                            }
+                        }
+                        Some(Value::Object(o))
+                    })
+                    .collect();
+                out.insert(k, Value::Array(alts));
+            }
+            other => {
+                let path = format!("logprobs.{other}");
+                m.dropped(&path);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn tool_finding() -> Finding {
+    Finding {
+        detector: "tool_not_allowed".into(),
+        category: Category::Tool,
+        action: Action::Block,
+        start: 0,
+        end: 0,
+    }
+}
+
 /// A filter for one streamed response.
 pub struct StreamFilter<'s> {
-    scanner: &'s Scanner,
     protocol: Protocol,
     parser: SseParser,
-    /// Per choice (OpenAI) or content block (Anthropic): the text redactor.
-    text: BTreeMap<u64, StreamRedactor<'s>>,
-    /// Per (choice, tool call index): the arguments redactor.
-    args: BTreeMap<(u64, u64), StreamRedactor<'s>>,
-    /// Fields copied into chunks the gateway synthesizes.
-    template: Map<String, Value>,
+    schema: Box<dyn StreamSchema>,
+    channels: Channels<'s>,
     findings: Vec<Finding>,
     outcome: Outcome,
-    usage: Option<Value>,
-    events: Vec<SseEvent>,
-    /// Usage-only chunks (asked for by the gateway, not the client) are read, not sent.
-    hide_usage: bool,
-    /// Tool names the model may call (globs); `None`: any.
-    allowed_tools: Option<Vec<String>>,
+    events: Vec<crate::protocol::sse::SseEvent>,
 }
 
 impl<'s> StreamFilter<'s> {
     pub fn new(scanner: &'s Scanner, protocol: Protocol) -> Self {
         StreamFilter {
-            scanner,
             protocol,
             parser: SseParser::new(MAX_EVENT_BYTES),
-            text: BTreeMap::new(),
-            args: BTreeMap::new(),
-            template: Map::new(),
+            schema: protocol.wire().stream_schema(),
+            channels: Channels::new(scanner),
             findings: Vec::new(),
             outcome: Outcome::Open,
-            usage: None,
             events: Vec::new(),
-            hide_usage: false,
-            allowed_tools: None,
         }
     }
 
     /// Blocks the stream at a tool call naming a tool outside `globs`, before any of its
     /// arguments are sent.
     pub fn allow_tools(&mut self, globs: Option<Vec<String>>) {
-        self.allowed_tools = globs;
-    }
-
-    fn tool_refused(&mut self, name: &str) -> bool {
-        if tools::tool_allowed(self.allowed_tools.as_deref(), name) {
-            return false;
-        }
-        self.findings.push(tool_finding());
-        true
+        self.channels.allow_tools(globs);
     }
 
     /// Keeps usage-only chunks from the client (the gateway asked for them on its own).
     pub fn hide_usage_chunks(&mut self) {
-        self.hide_usage = true;
+        self.schema.hide_usage();
+    }
+
+    /// What to do with fields outside the schema.
+    pub fn unknown_fields(&mut self, policy: UnknownFields) {
+        self.channels.unknown_fields(policy);
     }
 
     pub fn outcome(&self) -> Outcome {
@@ -97,9 +377,18 @@ impl<'s> StreamFilter<'s> {
         &self.findings
     }
 
+    /// Dropped fields by schema path.
+    pub fn dropped(&self) -> &BTreeMap<String, u32> {
+        self.channels.dropped()
+    }
+
     /// The `usage` object the origin reported, if any.
     pub fn usage(&self) -> Option<&Value> {
-        self.usage.as_ref()
+        self.schema.usage()
+    }
+
+    fn collect(&mut self) {
+        self.findings.extend(self.channels.take_findings());
     }
 
     /// Feeds bytes from the origin; appends what may be sent to the client to `out`.
@@ -113,9 +402,14 @@ impl<'s> StreamFilter<'s> {
             if self.outcome != Outcome::Open {
                 break;
             }
-            match self.protocol {
-                Protocol::OpenAiChat => self.openai_event(ev, out),
-                Protocol::AnthropicMessages => self.anthropic_event(ev, out),
+            let flow = self.schema.event(ev, &mut self.channels, out);
+            self.collect();
+            match flow {
+                Flow::Open => {}
+                Flow::Complete => self.outcome = Outcome::Complete,
+                Flow::Blocked => self.outcome = Outcome::Blocked,
+                Flow::UpstreamError => self.outcome = Outcome::Truncated,
+                Flow::Malformed(message) => self.malformed(out, message),
             }
         }
         self.events = events;
@@ -132,434 +426,28 @@ impl<'s> StreamFilter<'s> {
     pub fn end(&mut self, out: &mut Vec<u8>) {
         if self.outcome == Outcome::Open {
             self.outcome = Outcome::Truncated;
-            self.collect_findings();
-            self.error_event(
-                out,
-                "upstream_incomplete",
-                "The AI origin ended the stream before finishing.",
-            );
+            self.collect();
+            self.protocol
+                .wire()
+                .error_event(
+                    "upstream_incomplete",
+                    "The AI origin ended the stream before finishing.",
+                )
+                .write(out);
         }
     }
 
     fn malformed(&mut self, out: &mut Vec<u8>, message: &str) {
+        if self.outcome != Outcome::Open {
+            return;
+        }
         self.outcome = Outcome::Malformed;
-        self.collect_findings();
-        self.error_event(out, "upstream_malformed", message);
+        self.collect();
+        self.protocol
+            .wire()
+            .error_event("upstream_malformed", message)
+            .write(out);
     }
-
-    fn error_event(&self, out: &mut Vec<u8>, code: &str, message: &str) {
-        self.protocol.wire().error_event(code, message).write(out);
-    }
-
-    fn collect_findings(&mut self) {
-        for r in self.text.values_mut().chain(self.args.values_mut()) {
-            self.findings.extend(r.take_findings());
-        }
-    }
-
-    fn any_blocked(&self) -> bool {
-        self.text
-            .values()
-            .chain(self.args.values())
-            .any(StreamRedactor::blocked)
-    }
-
-    // --- OpenAI ------------------------------------------------------------------------------
-
-    fn openai_event(&mut self, ev: SseEvent, out: &mut Vec<u8>) {
-        let data = ev.data.trim();
-        if data == "[DONE]" {
-            self.openai_flush_all(out);
-            if self.outcome == Outcome::Open {
-                SseEvent::data("[DONE]").write(out);
-                self.outcome = Outcome::Complete;
-            }
-            self.collect_findings();
-            return;
-        }
-        let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
-            self.malformed(out, "The AI origin sent an event the gateway cannot parse.");
-            return;
-        };
-        if chunk.contains_key("error") {
-            // An error from the origin mid-stream: pass it on, nothing held is released.
-            SseEvent::data(Value::Object(chunk).to_string()).write(out);
-            self.outcome = Outcome::Truncated;
-            self.collect_findings();
-            return;
-        }
-        for k in ["id", "object", "created", "model", "system_fingerprint"] {
-            if let Some(v) = chunk.get(k) {
-                self.template.insert(k.to_string(), v.clone());
-            }
-        }
-        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
-            self.usage = Some(u.clone());
-            let no_choices = chunk
-                .get("choices")
-                .and_then(Value::as_array)
-                .is_none_or(Vec::is_empty);
-            if self.hide_usage && no_choices {
-                return;
-            }
-        }
-        let mut blocked = false;
-        // A chunk whose only content is now held back carries nothing: it is not sent.
-        let mut all_held = chunk.get("usage").is_none_or(Value::is_null);
-        if let Some(Value::Array(choices)) = chunk.get_mut("choices") {
-            all_held &= !choices.is_empty();
-            for choice in choices.iter_mut() {
-                let (b, held) = self.openai_choice(choice);
-                blocked |= b;
-                all_held &= held;
-            }
-        } else {
-            all_held = false;
-        }
-        self.collect_findings();
-        if blocked {
-            self.openai_block(&mut chunk, out);
-            return;
-        }
-        if !all_held {
-            SseEvent::data(Value::Object(chunk).to_string()).write(out);
-        }
-    }
-
-    /// Filters one choice of a chunk in place. Returns whether a block detector fired, and
-    /// whether the choice's delta was only text that is now all held back.
-    fn openai_choice(&mut self, choice: &mut Value) -> (bool, bool) {
-        let idx = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let finished = choice.get("finish_reason").is_some_and(|f| !f.is_null());
-        let scanner = self.scanner;
-        let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else {
-            return (false, false);
-        };
-        let only_text = delta.len() == 1
-            && delta
-                .get("content")
-                .and_then(Value::as_str)
-                .is_some_and(|c| !c.is_empty());
-        let mut blocked = false;
-        if let Some(Value::String(s)) = delta.get("content") {
-            let r = self.text.entry(idx).or_insert_with(|| scanner.stream());
-            let mut o = String::new();
-            r.push_str(s, &mut o);
-            blocked |= r.blocked();
-            delta.insert("content".into(), Value::String(o));
-        }
-        let names: Vec<String> = delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .map(|calls| {
-                calls
-                    .iter()
-                    .filter_map(|c| c.pointer("/function/name").and_then(Value::as_str))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if names.iter().any(|n| self.tool_refused(n)) {
-            delta.remove("tool_calls");
-            return (true, false);
-        }
-        if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
-            for call in calls.iter_mut() {
-                let ti = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-                if let Some(Value::String(a)) = call.pointer("/function/arguments") {
-                    let r = self
-                        .args
-                        .entry((idx, ti))
-                        .or_insert_with(|| scanner.stream());
-                    let mut o = String::new();
-                    r.push_str(a, &mut o);
-                    blocked |= r.blocked();
-                    if let Some(f) = call.get_mut("function").and_then(Value::as_object_mut) {
-                        f.insert("arguments".into(), Value::String(o));
-                    }
-                }
-            }
-        }
-        if finished && !blocked {
-            // Flush this choice before its finish_reason goes out.
-            if let Some(r) = self.text.get_mut(&idx) {
-                let mut o = String::new();
-                r.finish(&mut o);
-                blocked |= r.blocked();
-                if !o.is_empty() {
-                    let prev = delta.get("content").and_then(Value::as_str).unwrap_or("");
-                    delta.insert("content".into(), Value::String(format!("{prev}{o}")));
-                }
-            }
-            let keys: Vec<(u64, u64)> = self
-                .args
-                .keys()
-                .filter(|(c, _)| *c == idx)
-                .copied()
-                .collect();
-            for key in keys {
-                let Some(r) = self.args.get_mut(&key) else {
-                    continue;
-                };
-                let mut o = String::new();
-                r.finish(&mut o);
-                blocked |= r.blocked();
-                if !o.is_empty() {
-                    append_tool_args(delta, key.1, &o);
-                }
-            }
-        }
-        let held = only_text
-            && !finished
-            && delta
-                .get("content")
-                .and_then(Value::as_str)
-                .is_some_and(str::is_empty);
-        (blocked, held)
-    }
-
-    fn openai_flush_all(&mut self, out: &mut Vec<u8>) {
-        let mut choices: BTreeMap<u64, Map<String, Value>> = BTreeMap::new();
-        for (idx, r) in self.text.iter_mut() {
-            let mut o = String::new();
-            r.finish(&mut o);
-            if !o.is_empty() {
-                choices
-                    .entry(*idx)
-                    .or_default()
-                    .insert("content".into(), Value::String(o));
-            }
-        }
-        for ((idx, ti), r) in self.args.iter_mut() {
-            let mut o = String::new();
-            r.finish(&mut o);
-            if !o.is_empty() {
-                append_tool_args(choices.entry(*idx).or_default(), *ti, &o);
-            }
-        }
-        let blocked = self.any_blocked();
-        self.collect_findings();
-        if !choices.is_empty() {
-            let mut chunk = self.template.clone();
-            let list: Vec<Value> = choices
-                .into_iter()
-                .map(|(i, d)| json!({"index": i, "delta": d, "finish_reason": Value::Null}))
-                .collect();
-            chunk.insert("choices".into(), Value::Array(list));
-            if blocked {
-                self.openai_block(&mut chunk, out);
-                return;
-            }
-            SseEvent::data(Value::Object(chunk).to_string()).write(out);
-        } else if blocked {
-            let mut chunk = self.template.clone();
-            chunk.insert("choices".into(), json!([]));
-            self.openai_block(&mut chunk, out);
-        }
-    }
-
-    /// Sends what was released before the blocked value, then a `content_filter` finish.
-    fn openai_block(&mut self, chunk: &mut Map<String, Value>, out: &mut Vec<u8>) {
-        if let Some(Value::Array(choices)) = chunk.get_mut("choices") {
-            for c in choices.iter_mut() {
-                if let Some(o) = c.as_object_mut() {
-                    o.insert("finish_reason".into(), Value::Null);
-                }
-            }
-        }
-        SseEvent::data(Value::Object(chunk.clone()).to_string()).write(out);
-        let indices: Vec<u64> = if self.text.is_empty() && self.args.is_empty() {
-            vec![0]
-        } else {
-            let mut v: Vec<u64> = self
-                .text
-                .keys()
-                .copied()
-                .chain(self.args.keys().map(|k| k.0))
-                .collect();
-            v.dedup();
-            v
-        };
-        let mut fin = self.template.clone();
-        fin.insert(
-            "choices".into(),
-            Value::Array(
-                indices
-                    .into_iter()
-                    .map(|i| json!({"index": i, "delta": {}, "finish_reason": "content_filter"}))
-                    .collect(),
-            ),
-        );
-        SseEvent::data(Value::Object(fin).to_string()).write(out);
-        SseEvent::data("[DONE]").write(out);
-        self.outcome = Outcome::Blocked;
-    }
-
-    // --- Anthropic ---------------------------------------------------------------------------
-
-    fn anthropic_event(&mut self, ev: SseEvent, out: &mut Vec<u8>) {
-        let Ok(Value::Object(mut msg)) = serde_json::from_str::<Value>(&ev.data) else {
-            self.malformed(out, "The AI origin sent an event the gateway cannot parse.");
-            return;
-        };
-        let kind = msg
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let name = ev.event.clone().unwrap_or_else(|| kind.clone());
-        let idx = msg.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let scanner = self.scanner;
-        match kind.as_str() {
-            "content_block_delta" => {
-                let Some(delta) = msg.get_mut("delta").and_then(Value::as_object_mut) else {
-                    self.malformed(out, "The AI origin sent a delta without content.");
-                    return;
-                };
-                let field = match delta.get("type").and_then(Value::as_str) {
-                    Some("text_delta") => "text",
-                    Some("input_json_delta") => "partial_json",
-                    Some("thinking_delta") => "thinking",
-                    _ => "",
-                };
-                if let Some(Value::String(s)) = delta.get(field) {
-                    let r = self.text.entry(idx).or_insert_with(|| scanner.stream());
-                    let mut o = String::new();
-                    r.push_str(s, &mut o);
-                    let blocked = r.blocked();
-                    delta.insert(field.into(), Value::String(o));
-                    self.collect_findings();
-                    SseEvent::named(&name, Value::Object(msg).to_string()).write(out);
-                    if blocked {
-                        self.anthropic_block(idx, out);
-                    }
-                    return;
-                }
-                if !field.is_empty()
-                    || delta.get("type").and_then(Value::as_str) != Some("signature_delta")
-                {
-                    // A delta kind the gateway does not know could carry text: fail closed.
-                    self.malformed(
-                        out,
-                        "The AI origin sent a delta the gateway cannot inspect.",
-                    );
-                    return;
-                }
-            }
-            "content_block_start" => {
-                let tool = msg
-                    .get("content_block")
-                    .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
-                    .and_then(|b| b.get("name"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                if tool.is_some_and(|n| self.tool_refused(&n)) {
-                    self.anthropic_block(idx, out);
-                    return;
-                }
-                self.text.insert(idx, scanner.stream());
-                self.anthropic_start_block(&mut msg, idx);
-                if self.text.get(&idx).is_some_and(StreamRedactor::blocked) {
-                    self.anthropic_block(idx, out);
-                    return;
-                }
-            }
-            "content_block_stop" => {
-                if let Some(r) = self.text.get_mut(&idx) {
-                    let mut o = String::new();
-                    r.finish(&mut o);
-                    let blocked = r.blocked();
-                    self.collect_findings();
-                    if !o.is_empty() {
-                        let delta = json!({"type": "content_block_delta", "index": idx,
-                            "delta": {"type": "text_delta", "text": o}});
-                        SseEvent::named("content_block_delta", delta.to_string()).write(out);
-                    }
-                    if blocked {
-                        self.anthropic_block(idx, out);
-                        return;
-                    }
-                }
-            }
-            "message_stop" => {
-                self.outcome = Outcome::Complete;
-                self.collect_findings();
-            }
-            "error" => {
-                SseEvent::named(&name, Value::Object(msg).to_string()).write(out);
-                self.outcome = Outcome::Truncated;
-                self.collect_findings();
-                return;
-            }
-            "message_delta" => {
-                if let Some(u) = msg.get("usage") {
-                    self.usage = Some(u.clone());
-                }
-            }
-            _ => {}
-        }
-        SseEvent::named(&name, Value::Object(msg).to_string()).write(out);
-    }
-
-    /// A block's initial content (usually empty) goes through its redactor too.
-    fn anthropic_start_block(&mut self, msg: &mut Map<String, Value>, idx: u64) {
-        let Some(r) = self.text.get_mut(&idx) else {
-            return;
-        };
-        let Some(cb) = msg.get_mut("content_block").and_then(Value::as_object_mut) else {
-            return;
-        };
-        if let Some(Value::String(t)) = cb.get("text") {
-            let mut o = String::new();
-            r.push_str(t, &mut o);
-            cb.insert("text".into(), Value::String(o));
-        }
-    }
-
-    fn anthropic_block(&mut self, idx: u64, out: &mut Vec<u8>) {
-        SseEvent::named(
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": idx}).to_string(),
-        )
-        .write(out);
-        SseEvent::named(
-            "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": "refusal", "stop_sequence": Value::Null},
-                   "usage": {"output_tokens": 0}})
-            .to_string(),
-        )
-        .write(out);
-        SseEvent::named("message_stop", json!({"type": "message_stop"}).to_string()).write(out);
-        self.outcome = Outcome::Blocked;
-    }
-}
-
-fn append_tool_args(delta: &mut Map<String, Value>, ti: u64, extra: &str) {
-    let calls = delta
-        .entry("tool_calls")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    let Some(list) = calls.as_array_mut() else {
-        return;
-    };
-    if let Some(call) = list
-        .iter_mut()
-        .find(|c| c.get("index").and_then(Value::as_u64) == Some(ti))
-    {
-        let prev = call
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if let Some(f) = call.get_mut("function").and_then(Value::as_object_mut) {
-            f.insert("arguments".into(), Value::String(prev + extra));
-            return;
-        }
-        if let Some(o) = call.as_object_mut() {
-            o.insert("function".into(), json!({"arguments": extra}));
-        }
-        return;
-    }
-    list.push(json!({"index": ti, "function": {"arguments": extra}}));
 }
 
 /// A whole response after filtering.
@@ -568,49 +456,51 @@ pub struct FilteredBody {
     pub findings: Vec<Finding>,
     /// The `usage` object the origin reported.
     pub usage: Option<Value>,
+    /// Dropped fields by schema path.
+    pub dropped: BTreeMap<String, u32>,
 }
 
-/// Filters a whole (non-streamed) response body in place. A block becomes an error.
+/// Filters a whole (non-streamed) response body through the protocol's schema. A block (a
+/// detector, a refused tool call, or an unknown field under [`UnknownFields::Block`]) becomes
+/// an error.
 pub fn filter_json(
     scanner: &Scanner,
     protocol: Protocol,
     body: &[u8],
     allowed_tools: Option<&[String]>,
 ) -> Result<FilteredBody, FilterError> {
-    let mut v: Value = serde_json::from_slice(body).map_err(|_| FilterError::Unparseable)?;
-    let wire = protocol.wire();
-    // A call of a tool outside the allow-list withholds the whole response.
-    if tools::first_refused_call(allowed_tools, wire.called_tools(&v)).is_some() {
-        return Err(FilterError::Blocked(vec![tool_finding()]));
-    }
-    let mut findings = Vec::new();
-    let mut blocked = false;
-    wire.response_texts(&mut v, &mut |s: &mut String| {
-        let r = scanner.redact(s);
-        blocked |= r.blocked;
-        findings.extend(r.findings);
-        *s = r.text;
-    });
-    if blocked {
-        return Err(FilterError::Blocked(findings));
-    }
-    let usage = v.get("usage").cloned();
-    let body = serde_json::to_vec(&v).map_err(|_| FilterError::Unparseable)?;
-    Ok(FilteredBody {
-        body,
-        findings,
-        usage,
-    })
+    filter_json_with(scanner, protocol, body, allowed_tools, UnknownFields::Drop)
 }
 
-fn tool_finding() -> Finding {
-    Finding {
-        detector: "tool_not_allowed".into(),
-        category: super::Category::Tool,
-        action: super::Action::Block,
-        start: 0,
-        end: 0,
+/// [`filter_json`] with a policy for unknown fields.
+pub fn filter_json_with(
+    scanner: &Scanner,
+    protocol: Protocol,
+    body: &[u8],
+    allowed_tools: Option<&[String]>,
+    unknown: UnknownFields,
+) -> Result<FilteredBody, FilterError> {
+    // Clients skip a UTF-8 byte-order mark; so does the gateway.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let v: Value = serde_json::from_slice(body).map_err(|_| FilterError::Unparseable)?;
+    let mut m = Channels::new(scanner);
+    m.allow_tools(allowed_tools.map(<[String]>::to_vec));
+    m.unknown_fields(unknown);
+    let usage = v.get("usage").cloned();
+    let filtered = protocol
+        .wire()
+        .filter_body(v, &mut m)
+        .ok_or(FilterError::Unparseable)?;
+    if m.blocked {
+        return Err(FilterError::Blocked(m.findings));
     }
+    let body = serde_json::to_vec(&filtered).map_err(|_| FilterError::Unparseable)?;
+    Ok(FilteredBody {
+        body,
+        findings: m.findings,
+        usage,
+        dropped: m.dropped,
+    })
 }
 
 #[derive(Debug)]

@@ -284,8 +284,11 @@ pub struct TokenRun {
     pub class: ByteSet,
     pub leads: Vec<&'static str>,
     pub judge: fn(&str, bool) -> Tri,
-    /// Finds lead occurrences; only those at a run start are candidates.
+    /// Finds lead occurrences; only those at a run start are candidates, unless `glued`.
     finder: AhoCorasick,
+    /// The leads are distinctive enough to be candidates inside a run too (`xAKIA...`: a
+    /// letter glued in front of a key does not hide it).
+    glued: bool,
 }
 
 impl TokenRun {
@@ -303,7 +306,14 @@ impl TokenRun {
             leads,
             judge,
             finder,
+            glued: false,
         })
+    }
+
+    /// Lets leads inside a run be candidates.
+    pub fn glued(mut self, glued: bool) -> Self {
+        self.glued = glued;
+        self
     }
 }
 
@@ -701,7 +711,7 @@ impl TokenRun {
                 break;
             };
             let s = m.start();
-            if s != i && self.class.has(bytes[s - 1]) {
+            if !self.glued && s != i && self.class.has(bytes[s - 1]) {
                 // Inside a run that did not begin with a lead.
                 i = s + 1;
                 continue;
@@ -724,6 +734,8 @@ impl TokenRun {
                         skip: false,
                     }
                 }
+                // A glued lead later in the same run may still hold a value.
+                _ if self.glued => i = s + 1,
                 _ if !complete => {
                     // This run can hold no value; skip the rest of it as it arrives.
                     return Step::Wait {
@@ -735,7 +747,21 @@ impl TokenRun {
                 _ => i = e,
             }
         }
-        if !v.eof && i < len {
+        if !v.eof && i < len && self.glued {
+            // Any tail of the text may be the start of a lead.
+            let longest = self.leads.iter().map(|l| l.len()).max().unwrap_or(1);
+            let lo = len.saturating_sub(longest - 1).max(i);
+            for a in lo..len {
+                let tail = &bytes[a..];
+                if self.leads.iter().any(|l| l.as_bytes().starts_with(tail)) {
+                    return Step::Wait {
+                        resume: a,
+                        safe: a,
+                        skip: false,
+                    };
+                }
+            }
+        } else if !v.eof && i < len {
             // The run touching the end may still grow into a lead.
             let mut a = len;
             while a > from && self.class.has(bytes[a - 1]) {
@@ -751,7 +777,7 @@ impl TokenRun {
             }
         }
         // Text ending inside a run that cannot hold a token: skip the rest of that run.
-        let in_run = !v.eof && len > from && self.class.has(bytes[len - 1]);
+        let in_run = !self.glued && !v.eof && len > from && self.class.has(bytes[len - 1]);
         Step::Wait {
             resume: len,
             safe: len,

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::detectors::{Action, Category, Detector};
 use super::matcher::{find_open_end, Matcher, OpenEnd, Step, View, PEM_END_TAIL};
+use crate::unicode::{fold_char, Fold};
 
 /// Default length of a run piece: the most text a single run can hold back.
 pub const DEFAULT_HOLDBACK: usize = 512;
@@ -57,17 +58,22 @@ impl Scanner {
         self.detectors.iter()
     }
 
-    /// Redacts a whole text at once.
-    pub fn redact(&self, text: &str) -> Redaction {
+    /// Redacts a whole text at once. Detectors read the folded text ([`fold_char`]); what is
+    /// written and the findings' offsets are in the original text.
+    pub fn redact(&self, raw: &str) -> Redaction {
+        let mut map = FoldMap::default();
+        let mut folded = String::new();
+        map.push(raw, &mut folded);
+        let text = folded.as_str();
         let view = View {
             text,
             eof: true,
             chop: self.holdback,
             floor: 0,
         };
-        let mut out = String::with_capacity(text.len());
+        let mut out = String::with_capacity(raw.len());
         let mut findings = Vec::new();
-        let mut pos = 0;
+        let mut rpos = 0;
         let mut states = vec![DetState::at(0); self.detectors.len()];
         loop {
             let mut best: Option<(usize, usize, usize)> = None;
@@ -95,12 +101,13 @@ impl Scanner {
                 }
             }
             let Some((s, e, i)) = best else {
-                out.push_str(&text[pos..]);
+                out.push_str(raw.get(rpos..).unwrap_or_default());
                 break;
             };
-            out.push_str(&text[pos..s]);
+            let (rs, re) = (map.raw(s, false).max(rpos), map.raw(e, true));
+            out.push_str(raw.get(rpos..rs).unwrap_or_default());
             let d = &self.detectors[i];
-            findings.push(finding(d, s, e));
+            findings.push(finding(d, rs, re));
             match d.action {
                 Action::Block => {
                     return Redaction {
@@ -109,12 +116,12 @@ impl Scanner {
                         blocked: true,
                     }
                 }
-                Action::Monitor => out.push_str(&text[s..e]),
+                Action::Monitor => out.push_str(raw.get(rs..re).unwrap_or_default()),
                 _ => placeholder(&mut out, &d.id),
             }
-            pos = e;
+            rpos = re.max(rpos);
             for (st, d) in states.iter_mut().zip(&self.detectors) {
-                st.after_commit(&d.matcher, text, 0, pos, self.holdback);
+                st.after_commit(&d.matcher, text, 0, e, self.holdback);
             }
         }
         Redaction {
@@ -128,6 +135,10 @@ impl Scanner {
         StreamRedactor {
             scanner: self,
             buf: String::new(),
+            raw: String::new(),
+            raw_base: 0,
+            raw_released: 0,
+            map: FoldMap::default(),
             base: 0,
             released: 0,
             states: vec![DetState::at(0); self.detectors.len()],
@@ -238,15 +249,24 @@ impl DetState {
 struct OpenValue {
     det: usize,
     start: usize,
+    /// Where the value starts in the original text (the folded map may be trimmed past it).
+    raw_start: usize,
     kind: OpenEnd,
     scan: usize,
 }
 
-/// A stateful filter for one text stream. Positions are absolute offsets in the decoded text.
+/// A stateful filter for one text stream. Detectors read the folded text; positions inside are
+/// absolute offsets in it, mapped back to the original text for output and findings.
 pub struct StreamRedactor<'s> {
     scanner: &'s Scanner,
-    /// Retained text, starting at absolute offset `base`.
+    /// Retained folded text, starting at absolute offset `base`.
     buf: String,
+    /// Retained original text from `raw_base`; everything before `raw_released` is written out
+    /// or suppressed.
+    raw: String,
+    raw_base: usize,
+    raw_released: usize,
+    map: FoldMap,
     base: usize,
     /// Everything before this has been written out (or suppressed).
     released: usize,
@@ -299,7 +319,8 @@ impl StreamRedactor<'_> {
         if self.blocked {
             return;
         }
-        self.buf.push_str(text);
+        self.raw.push_str(text);
+        self.map.push(text, &mut self.buf);
         self.drive(false, out);
     }
 
@@ -308,11 +329,19 @@ impl StreamRedactor<'_> {
         if !self.utf8.is_empty() {
             self.utf8.clear();
             if !self.blocked {
-                self.buf.push('\u{FFFD}');
+                self.raw.push('\u{FFFD}');
+                self.map.push("\u{FFFD}", &mut self.buf);
             }
         }
         if !self.blocked {
             self.drive(true, out);
+        }
+        if !self.blocked {
+            // Invisible characters at the very end belong to no later text: they go out now.
+            if let Some(rest) = self.raw.get(self.raw_released - self.raw_base..) {
+                out.push_str(rest);
+            }
+            self.raw_released = self.raw_base + self.raw.len();
         }
     }
 
@@ -329,19 +358,32 @@ impl StreamRedactor<'_> {
         self.blocked
     }
 
+    /// Everything before this offset of the original text is decided: written out, redacted
+    /// or suppressed.
+    pub fn decided(&self) -> usize {
+        self.raw_released
+    }
+
     /// Bytes currently held back (not yet released, not suppressed).
     pub fn held(&self) -> usize {
         if self.open.is_some() {
             return 0;
         }
-        (self.base + self.buf.len()).saturating_sub(self.released)
+        (self.raw_base + self.raw.len()).saturating_sub(self.raw_released)
     }
 
-    fn emit(&self, out: &mut String, from: usize, to: usize) {
-        if to > from {
-            if let Some(s) = self.buf.get(from - self.base..to - self.base) {
+    /// Writes the original text up to folded offset `to` (`ceil`: a character folded into
+    /// several bytes and cut by `to` goes out whole).
+    fn emit(&mut self, out: &mut String, to: usize, ceil: bool) {
+        let r = self.map.raw(to, ceil);
+        if r > self.raw_released {
+            if let Some(s) = self
+                .raw
+                .get(self.raw_released - self.raw_base..r - self.raw_base)
+            {
                 out.push_str(s);
             }
+            self.raw_released = r;
         }
     }
 
@@ -357,9 +399,9 @@ impl StreamRedactor<'_> {
                 let rel = o.scan - self.base;
                 match find_open_end(o.kind, d.matcher.class(), &self.buf, rel, eof) {
                     Some(rel_end) => {
-                        let (det, start) = (o.det, o.start);
+                        let (det, start, raw_start) = (o.det, o.start, o.raw_start);
                         self.open = None;
-                        self.commit(det, start, self.base + rel_end, out);
+                        self.commit(det, start, self.base + rel_end, Some(raw_start), out);
                         continue;
                     }
                     None => {
@@ -372,7 +414,7 @@ impl StreamRedactor<'_> {
                             len.saturating_sub(keep).max(o.scan) - self.base,
                         ) + self.base;
                         if d.action == Action::Monitor {
-                            self.emit(out, self.released, scan);
+                            self.emit(out, scan, false);
                             self.released = self.released.max(scan);
                         }
                         if let Some(o) = &mut self.open {
@@ -425,14 +467,18 @@ impl StreamRedactor<'_> {
             match best {
                 Some((s, step, i)) if s < safe => {
                     let start = self.base + s;
-                    self.emit(out, self.released, start);
+                    self.emit(out, start, false);
                     self.released = start;
                     match step {
-                        Step::Match { end, .. } => self.commit(i, start, self.base + end, out),
+                        Step::Match { end, .. } => {
+                            self.commit(i, start, self.base + end, None, out)
+                        }
                         Step::Open { end, scan, .. } => {
+                            let raw_start = self.map.raw(start, false).max(self.raw_released);
                             self.open = Some(OpenValue {
                                 det: i,
                                 start,
+                                raw_start,
                                 kind: end,
                                 scan: self.base + scan,
                             });
@@ -442,7 +488,7 @@ impl StreamRedactor<'_> {
                 }
                 _ => {
                     let upto = self.base + best.map_or(safe, |(s, _, _)| s.min(safe));
-                    self.emit(out, self.released, upto);
+                    self.emit(out, upto, false);
                     self.released = self.released.max(upto);
                     let keep = self
                         .states
@@ -460,17 +506,30 @@ impl StreamRedactor<'_> {
     }
 
     /// A value at `start..end` is final: apply the detector's action.
-    fn commit(&mut self, det: usize, start: usize, end: usize, out: &mut String) {
+    fn commit(
+        &mut self,
+        det: usize,
+        start: usize,
+        end: usize,
+        raw_start: Option<usize>,
+        out: &mut String,
+    ) {
         let d = &self.scanner.detectors[det];
-        self.findings.push(finding(d, start, end));
+        let rs = raw_start.unwrap_or_else(|| self.map.raw(start, false).max(self.raw_released));
+        let re = self.map.raw(end, true);
+        self.findings.push(finding(d, rs, re));
         match d.action {
             Action::Block => {
                 self.blocked = true;
                 self.buf.clear();
+                self.raw.clear();
                 return;
             }
-            Action::Monitor => self.emit(out, self.released, end),
-            _ => placeholder(out, &d.id),
+            Action::Monitor => self.emit(out, end, true),
+            _ => {
+                placeholder(out, &d.id);
+                self.raw_released = self.raw_released.max(re);
+            }
         }
         self.released = end;
         let (text, base, chop) = (self.buf.as_str(), self.base, self.scanner.holdback);
@@ -486,6 +545,91 @@ impl StreamRedactor<'_> {
         if cut > 0 {
             self.buf.drain(..cut);
             self.base += cut;
+            self.map.trim(self.base);
+        }
+        let done = self.raw_released.saturating_sub(self.raw_base);
+        let done = floor_boundary(&self.raw, done);
+        if done > 0 {
+            self.raw.drain(..done);
+            self.raw_base += done;
+        }
+    }
+}
+
+/// The folded text the detectors read maps back to the text the client sees: breakpoints
+/// where a character folded to something else (or to nothing); identity in between.
+#[derive(Debug, Clone, Default)]
+struct FoldMap {
+    /// (folded start, folded length, raw start, raw length) of each folded character.
+    bps: Vec<(usize, usize, usize, usize)>,
+    /// Identity holds from here (folded, raw) when no kept breakpoint precedes a position.
+    anchor: (usize, usize),
+    folded_len: usize,
+    raw_len: usize,
+}
+
+impl FoldMap {
+    /// Folds `raw` onto the end of `out`.
+    fn push(&mut self, raw: &str, out: &mut String) {
+        if raw.is_ascii() {
+            out.push_str(raw);
+            self.folded_len += raw.len();
+            self.raw_len += raw.len();
+            return;
+        }
+        for c in raw.chars() {
+            let rlen = c.len_utf8();
+            let (f, r) = (self.folded_len, self.raw_len);
+            match fold_char(c) {
+                Fold::Same => {
+                    out.push(c);
+                    self.folded_len += rlen;
+                }
+                Fold::Gone => self.bps.push((f, 0, r, rlen)),
+                Fold::Ascii(b) => {
+                    out.push(char::from(b));
+                    self.bps.push((f, 1, r, rlen));
+                    self.folded_len += 1;
+                }
+                Fold::Text(t) => {
+                    out.push_str(&t);
+                    self.bps.push((f, t.len(), r, rlen));
+                    self.folded_len += t.len();
+                }
+            }
+            self.raw_len += rlen;
+        }
+    }
+
+    /// The raw offset of folded offset `x`: where the original text of everything folded
+    /// before `x` ends, so it never depends on what follows `x` (invisible characters at `x`
+    /// go with the text after it). Inside a character that folded to several bytes, `ceil`
+    /// chooses its end (a value ending there takes the whole character), else its start.
+    fn raw(&self, x: usize, ceil: bool) -> usize {
+        let i = self.bps.partition_point(|b| b.0 < x);
+        let Some(&(f, flen, r, rlen)) = i.checked_sub(1).and_then(|i| self.bps.get(i)) else {
+            return self.anchor.1 + x.saturating_sub(self.anchor.0);
+        };
+        if x < f + flen {
+            if ceil {
+                r + rlen
+            } else {
+                r
+            }
+        } else {
+            r + rlen + (x - f - flen)
+        }
+    }
+
+    /// Forgets breakpoints wholly before folded offset `keep`.
+    fn trim(&mut self, keep: usize) {
+        let n = self
+            .bps
+            .partition_point(|b| b.0 < keep && b.0 + b.1 <= keep);
+        if n > 0 {
+            let (f, flen, r, rlen) = self.bps[n - 1];
+            self.anchor = (f + flen, r + rlen);
+            self.bps.drain(..n);
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::api_error::ApiError;
 pub use json::{json_depth, parse_body};
 pub use wire::{Speaker, Wire};
 
-mod wire;
+pub mod wire;
 
 /// The wire protocol of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! What every layer needs to know about a protocol's requests and responses, as one trait with
 //! one implementation per protocol file.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::sse::SseEvent;
 use super::Protocol;
@@ -49,15 +49,39 @@ pub trait Wire: Sync {
 
     // Responses.
 
-    /// Names of the tools a whole response calls.
-    fn called_tools<'v>(&self, body: &'v Value) -> Vec<&'v str>;
-    /// Applies `f` to every model-written string of a whole response that the output filter
-    /// redacts.
-    fn response_texts(&self, body: &mut Value, f: &mut dyn FnMut(&mut String));
+    /// A fresh filter state for one streamed response.
+    fn stream_schema(&self) -> Box<dyn StreamSchema>;
+    /// Filters a whole response body through the schema; `None` when it is not the protocol's
+    /// response shape at all.
+    fn filter_body(&self, body: Value, m: &mut dyn ModelOutput) -> Option<Value>;
     /// Tokens a `usage` object reports.
     fn usage_tokens(&self, usage: &Value) -> Option<u32>;
     /// The error event that ends a stream the gateway cut off.
     fn error_event(&self, code: &str, message: &str) -> SseEvent;
+}
+
+/// What a stream schema says after one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Open,
+    /// The origin finished the answer.
+    Complete,
+    /// A block ended the stream; the protocol's content-filter ending has been written.
+    Blocked,
+    /// The origin reported an error mid-stream (passed on, filtered).
+    UpstreamError,
+    /// The event cannot be read: the stream is cut off with this message.
+    Malformed(&'static str),
+}
+
+/// One streamed response's filter state, per protocol.
+pub trait StreamSchema {
+    /// Filters one origin event, writing what may be sent to `out`.
+    fn event(&mut self, ev: SseEvent, m: &mut dyn ModelOutput, out: &mut Vec<u8>) -> Flow;
+    /// Keeps usage-only events (asked for by the gateway, not the client) from the client.
+    fn hide_usage(&mut self);
+    /// The usage the origin reported.
+    fn usage(&self) -> Option<&Value>;
 }
 
 impl Protocol {
@@ -73,17 +97,160 @@ impl Protocol {
     }
 }
 
-/// Applies `f` to every string inside `v` (object keys excluded).
-pub(crate) fn each_string(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(a) => a.iter_mut().for_each(|x| each_string(x, f)),
-        Value::Object(o) => o.values_mut().for_each(|x| each_string(x, f)),
-        _ => {}
-    }
-}
-
 /// A whole number in a usage object.
 pub(crate) fn count(u: &Value, k: &str) -> Option<u64> {
     u.get(k).and_then(Value::as_u64)
+}
+
+/// The output layer's side of a response schema: what happens to each model-controlled value
+/// the protocol finds. Streamed text travels on named channels (one per choice field, tool call
+/// or content block), each with its own streaming redactor; everything else a response may carry
+/// is either structural (checked here, in the protocol files) or dropped.
+pub trait ModelOutput {
+    /// Text the model wrote on `channel`; returns what may be sent now (the rest is held).
+    fn stream(&mut self, channel: &str, text: &str) -> String;
+    /// Log-probability entries describing exactly the text last streamed on `channel`; returns
+    /// the entries that may be sent now (earlier held ones included). An entry is sent only once
+    /// the text it spells has been released unchanged; entries over redacted or blocked text
+    /// are dropped, as are entries that do not spell the text they claim to.
+    fn logprobs(&mut self, channel: &str, entries: Vec<Value>) -> Vec<Value>;
+    /// Ends a channel: the text still held, and the log-probability entries still held.
+    fn finish(&mut self, channel: &str) -> (String, Vec<Value>);
+    /// Whether text is held on `channel`.
+    fn holding(&self, channel: &str) -> bool;
+    /// A short model-written value judged whole (names, ids, URLs, titles, object keys).
+    fn whole(&mut self, text: &str) -> String;
+    /// A tool the model calls; `false` when the key may not call it (the response is cut).
+    fn tool(&mut self, name: &str) -> bool;
+    /// A field outside the schema was dropped (`path` names it, never its value).
+    fn dropped(&mut self, path: &str);
+    /// A `block` action fired: the protocol ends the response.
+    fn blocked(&self) -> bool;
+}
+
+/// Builds a filtered copy of one JSON object: known fields are moved over (structural ones
+/// only with the expected type and shape, model-written ones through [`ModelOutput`]); what is
+/// left in the source when [`Pick::done`] is called is dropped and reported.
+pub(crate) struct Pick<'p> {
+    src: Map<String, Value>,
+    pub out: Map<String, Value>,
+    path: &'p str,
+}
+
+impl<'p> Pick<'p> {
+    pub fn new(src: Map<String, Value>, path: &'p str) -> Self {
+        Pick {
+            src,
+            out: Map::new(),
+            path,
+        }
+    }
+
+    /// Takes a field out for custom handling (`None` when absent).
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        self.src.remove(key)
+    }
+
+    /// Moves `key` over if `ok` accepts it (`null` is always accepted); reports it otherwise.
+    pub fn check(&mut self, key: &str, ok: fn(&Value) -> bool, m: &mut dyn ModelOutput) {
+        if let Some(v) = self.src.remove(key) {
+            if v.is_null() || ok(&v) {
+                self.out.insert(key.into(), v);
+            } else {
+                m.dropped(&format!("{}.{key}", self.path));
+            }
+        }
+    }
+
+    /// A short model-written string (or an origin-written label such as an id), judged whole.
+    pub fn whole(&mut self, key: &str, m: &mut dyn ModelOutput) {
+        match self.src.remove(key) {
+            Some(Value::String(s)) => {
+                let f = m.whole(&s);
+                self.out.insert(key.into(), Value::String(f));
+            }
+            Some(Value::Null) => {
+                self.out.insert(key.into(), Value::Null);
+            }
+            Some(_) => m.dropped(&format!("{}.{key}", self.path)),
+            None => {}
+        }
+    }
+
+    /// Puts a value in the output.
+    pub fn put(&mut self, key: &str, v: Value) {
+        self.out.insert(key.into(), v);
+    }
+
+    /// Reports every field not moved over and returns the filtered object.
+    pub fn done(self, m: &mut dyn ModelOutput) -> Map<String, Value> {
+        for k in self.src.keys() {
+            m.dropped(&format!("{}.{k}", self.path));
+        }
+        self.out
+    }
+}
+
+/// A label an origin writes (ids, model names, fingerprints): printable ASCII without spaces or
+/// quotes, at most 256 bytes.
+pub(crate) fn label(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        !s.is_empty()
+            && s.len() <= 256
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    })
+}
+
+pub(crate) fn int(v: &Value) -> bool {
+    v.is_i64() || v.is_u64()
+}
+
+/// A usage or similar counters object: numbers, and objects of numbers one level down; short
+/// labels (`service_tier`) pass as labels. Anything else is dropped.
+pub(crate) fn counters(v: Value, path: &str, m: &mut dyn ModelOutput) -> Option<Value> {
+    let Value::Object(src) = v else {
+        if !v.is_null() {
+            m.dropped(path);
+        }
+        return None;
+    };
+    let mut out = Map::new();
+    for (k, v) in src {
+        match v {
+            Value::Number(_) | Value::Null => {
+                out.insert(k, v);
+            }
+            Value::String(_) if label(&v) && v.as_str().is_some_and(|s| s.len() <= 32) => {
+                out.insert(k, v);
+            }
+            Value::Object(inner) => {
+                let mut o = Map::new();
+                for (ik, iv) in inner {
+                    if iv.is_number() || iv.is_null() {
+                        o.insert(ik, iv);
+                    } else {
+                        m.dropped(&format!("{path}.{k}.{ik}"));
+                    }
+                }
+                out.insert(k, Value::Object(o));
+            }
+            _ => m.dropped(&format!("{path}.{k}")),
+        }
+    }
+    Some(Value::Object(out))
+}
+
+/// Filters every key and string value of a model-written JSON object (tool inputs) whole.
+pub(crate) fn model_json(v: Value, m: &mut dyn ModelOutput) -> Value {
+    match v {
+        Value::String(s) => Value::String(m.whole(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| model_json(x, m)).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, x)| (m.whole(&k), model_json(x, m)))
+                .collect(),
+        ),
+        other => other,
+    }
 }

@@ -30,6 +30,8 @@ pub enum Spec {
         leads: &'static [&'static str],
         class: ByteSet,
         judge: fn(&str, bool) -> Tri,
+        /// The leads are distinctive: found inside a run too (`xAKIA...`).
+        glued: bool,
     },
     /// A value inside a run of `class` starting with a byte of `start`: runs that contain a
     /// `trigger` byte are matched against `pattern` (anchored by the matcher) and `validate`
@@ -77,8 +79,9 @@ impl Rule {
                 leads,
                 class,
                 judge,
+                glued,
             } => TokenRun::new(*class, leads.to_vec(), *judge)
-                .map(|t| Some(Matcher::Token(t)))
+                .map(|t| Some(Matcher::Token(t.glued(*glued))))
                 .ok_or_else(bad),
             Spec::Run {
                 pattern,

@@ -36,7 +36,12 @@ pub const RULES: &[Rule] = &[
             min_len: 12,
             shrink: true,
         },
-        examples: &["card 4111 1111 1111 1111 exp 12/29", "5500-0000-0000-0004"],
+        examples: &[
+            "card 4111 1111 1111 1111 exp 12/29",
+            "5500-0000-0000-0004",
+            "4111\u{00A0}1111\u{00A0}1111\u{00A0}1111",
+            "4111\u{2011}1111\u{2011}1111\u{2011}1111",
+        ],
         counter_examples: &["4111-1111-1111-1112", "order 1234 5678"],
     },
     Rule {
@@ -90,7 +95,12 @@ pub const RULES: &[Rule] = &[
             min_len: 6,
             shrink: true,
         },
-        examples: &["write to alice.smith@example.com today", "bob+tag@mail.corp.io"],
+        examples: &[
+            "write to alice.smith@example.com today",
+            "bob+tag@mail.corp.io",
+            "alice\u{FF20}example.com",
+            "ali\u{200B}ce@exa\u{00AD}mple.com",
+        ],
         counter_examples: &["bob@", "@example.org", "user@localhost"],
     },
     Rule {

@@ -48,8 +48,19 @@ pub const RULES: &[Rule] = &[
             leads: &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
             class: ALNUM,
             judge: judge_aws_key_id,
+            glued: true,
         },
-        examples: &["key id AKIAZ3MSJV4WWNKWW5FG here", "AKIAZ3MSJV4WWNKWW5FG"],
+        examples: &[
+            "key id AKIAZ3MSJV4WWNKWW5FG here",
+            "AKIAZ3MSJV4WWNKWW5FG",
+            // Obfuscated: a letter glued in front, an invisible character inside, full-width
+            // and Cyrillic look-alike letters.
+            "xAKIAZ3MSJV4WWNKWW5FG",
+            "AKIA\u{200B}Z3MSJV4WWNKWW5FG",
+            "AKIA\u{00AD}Z3MSJV\u{FE0F}4WWNKWW5FG",
+            "\u{FF21}\u{FF2B}\u{FF29}\u{FF21}Z3MSJV4WWNKWW5FG",
+            "\u{0410}KIAZ3MSJV4WWNKWW5FG",
+        ],
         counter_examples: &[
             "AKIAZ3MSJV4WWNKWW5F",
             "AKIAIOSFODNN7EXAMPLE",
@@ -66,8 +77,13 @@ pub const RULES: &[Rule] = &[
             leads: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
             class: TOKEN_CLASS,
             judge: judge_github,
+            glued: true,
         },
-        examples: &["token: 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"],
+        examples: &[
+            "token: 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",
+            "token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",
+            "ghp_wWPw5k4aXcaT4fNP\u{2060}0UcnZwJUVFk6LO0pINUx",
+        ],
         counter_examples: &["ghp_short", "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"],
     },
     Rule {
@@ -80,6 +96,7 @@ pub const RULES: &[Rule] = &[
             leads: &["github_pat_"],
             class: TOKEN_CLASS,
             judge: judge_github_pat,
+            glued: true,
         },
         examples: &[
             "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",
@@ -102,6 +119,7 @@ pub const RULES: &[Rule] = &[
             leads: GITLAB_LEADS,
             class: TOKEN_CLASS,
             judge: judge_gitlab,
+            glued: true,
         },
         examples: &["export GITLAB_TOKEN=glpat-P3fS2qHx6kwXoIIXGvOo"],
         counter_examples: &["glpat-short", "glpat-xxxxxxxxxxxxxxxxxxxx"],
@@ -136,6 +154,7 @@ pub const RULES: &[Rule] = &[
             ],
             class: JWT_CLASS,
             judge: judge_slack,
+            glued: true,
         },
         examples: &["xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"],
         counter_examples: &["xoxb-not-a-token", "xoxb-"],
@@ -154,6 +173,7 @@ pub const RULES: &[Rule] = &[
             ],
             class: URL_CLASS,
             judge: judge_slack_webhook,
+            glued: false,
         },
         examples: &[
             "POST to https://hooks.slack.com/services/T024BE7LD/B01ABCDEF12/zL9kQ2wX7mN4pR8sT1vY5bC3",
@@ -172,6 +192,7 @@ pub const RULES: &[Rule] = &[
             ],
             class: TOKEN_CLASS,
             judge: judge_stripe,
+            glued: true,
         },
         examples: &["stripe.api_key = sk_live_51HqLyjWDarjtT1zdp7dcXYZ0aBcDeFgHiJ"],
         counter_examples: &["sk_live_short", "sk_test_xxxxxxxxxxxxxxxxxxxxxxxx"],
@@ -186,6 +207,7 @@ pub const RULES: &[Rule] = &[
             leads: &["sk-ant-"],
             class: TOKEN_CLASS,
             judge: judge_anthropic,
+            glued: true,
         },
         examples: &[
             "sk-ant-api03-6UMFxFkM-R5Kjp1vRt_1fjORS-6ilI8ihN5KXSc7Tvo-hBKqFYY-kv5ZJr3J1TWDtkwtDDb_xHKas1VOqg6YYZYn9ZhyiAA",
@@ -202,6 +224,7 @@ pub const RULES: &[Rule] = &[
             leads: &["sk-"],
             class: TOKEN_CLASS,
             judge: judge_openai,
+            glued: false,
         },
         examples: &["OPENAI_API_KEY=sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0"],
         counter_examples: &[
@@ -219,6 +242,7 @@ pub const RULES: &[Rule] = &[
             leads: &["AIza"],
             class: TOKEN_CLASS,
             judge: judge_google,
+            glued: true,
         },
         examples: &["key=AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe&q=x"],
         counter_examples: &["AIzaShort", "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQeX"],
@@ -233,6 +257,7 @@ pub const RULES: &[Rule] = &[
             leads: &["eyJ"],
             class: JWT_CLASS,
             judge: judge_jwt,
+            glued: false,
         },
         examples: &[
             "Authorization: Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
