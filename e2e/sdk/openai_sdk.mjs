@@ -31,6 +31,26 @@ assert.equal(text, expected);
 assert.equal(finish, "stop");
 assert.ok(usage && usage.completion_tokens > 0);
 
+// Log-probabilities cannot rebuild a redacted value.
+const secretContent = JSON.stringify({ mock: { say: "My key is AKIAZ3MSJV4WWNKWW5FG and that is all.", delay_ms: 2 } });
+const secretExpected = "My key is [REDACTED:aws_access_key] and that is all.";
+const lp = await client.chat.completions.create({
+  model: "gpt-4o-mini", messages: [{ role: "user", content: secretContent }], logprobs: true, top_logprobs: 1, stream: true,
+});
+let lpText = "";
+let lpTokens = "";
+for await (const chunk of lp) {
+  for (const c of chunk.choices) {
+    if (c.delta?.content) lpText += c.delta.content;
+    for (const e of c.logprobs?.content ?? []) {
+      lpTokens += e.token + (e.top_logprobs ?? []).map((t) => t.token).join("");
+    }
+  }
+}
+assert.equal(lpText, secretExpected);
+assert.ok(lpTokens.length > 0);
+for (const piece of ["IAZ3", "MSJV", "4WWN", "KWW5"]) assert.ok(!lpTokens.includes(piece), lpTokens);
+
 await assert.rejects(
   new OpenAI({ baseURL: process.env.EDGEGUARD_URL, apiKey: "eg_not_a_real_key_at_all_000", maxRetries: 0 })
     .chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }),

@@ -36,6 +36,7 @@ pub const TESTS: &[crate::Test] = &[
     ("one_log_line_per_request", one_log_line_per_request),
     ("openai_python_sdk", openai_python_sdk),
     ("openai_node_sdk", openai_node_sdk),
+    ("anthropic_python_sdk", anthropic_python_sdk),
 ];
 
 fn assert_openai_error(r: &crate::harness::Resp, status: u16, code: &str) {
@@ -421,6 +422,20 @@ fn openai_python_sdk(ctx: &Ctx) {
         )
         .env("EDGEGUARD_KEY", &ctx.key));
     assert!(ok, "python SDK run failed:\n{out}");
+}
+
+fn anthropic_python_sdk(ctx: &Ctx) {
+    let python = crate::harness::repo().join(".venv/bin/python");
+    let (ok, out) = run(Command::new(python)
+        .current_dir(crate::harness::repo())
+        .arg("e2e/sdk/anthropic_sdk.py")
+        .env(
+            "EDGEGUARD_BASE",
+            format!("http://127.0.0.1:{}", ctx.gw.port),
+        )
+        .env("EDGEGUARD_KEY", &ctx.key)
+        .env("EDGEGUARD_CANARY", crate::CANARY));
+    assert!(ok, "anthropic SDK run failed:\n{out}");
 }
 
 fn openai_node_sdk(ctx: &Ctx) {

@@ -25,7 +25,96 @@ pub const TESTS: &[crate::Test] = &[
         "output_anthropic_stream_is_filtered",
         output_anthropic_stream_is_filtered,
     ),
+    (
+        "output_unknown_fields_and_tool_names",
+        output_unknown_fields_and_tool_names,
+    ),
 ];
+
+/// Exact wire shapes from the origin: fields outside the schema never reach the client (and
+/// are counted in the log line), a canary as a tool name ends the stream.
+fn output_unknown_fields_and_tool_names(ctx: &Ctx) {
+    let chunk = |choice: Value, extra: Value| {
+        let mut c = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1,
+                           "model": "m", "choices": [choice]});
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                c[k] = v;
+            }
+        }
+        c
+    };
+    let chunks = json!([
+        chunk(
+            json!({"index": 0, "delta": {"role": "assistant", "content": "Hi "}, "finish_reason": null}),
+            json!({"provider_debug": AWS_KEY})
+        ),
+        chunk(
+            json!({"index": 0, "delta": {"content": "there.", "future_text": EMAIL},
+                     "finish_reason": null, "moderation": EMAIL}),
+            json!({})
+        ),
+        chunk(
+            json!({"index": 0, "delta": {}, "finish_reason": "stop"}),
+            json!({})
+        ),
+    ]);
+    let r = ctx.chat(&scripted(
+        "",
+        true,
+        json!({"chunks": chunks, "delay_ms": 2}),
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.text();
+    assert!(!body.contains(AWS_KEY) && !body.contains(EMAIL), "{body}");
+    assert_eq!(stream_text(&r), "Hi there.");
+    let id = r.header("x-request-id").unwrap_or_default().to_string();
+    // The streamed request's line is written when its stream ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line = loop {
+        let log = ctx.gw.log_text();
+        if let Some(l) = log.lines().find(|l| l.contains(&id) && l.starts_with('{')) {
+            break l.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no log line for {id}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let v: Value = serde_json::from_str(&line).unwrap();
+    let dropped = &v["output"]["dropped_fields"];
+    assert_eq!(dropped["chunk.provider_debug"], 1, "{line}");
+    assert_eq!(dropped["delta.future_text"], 1, "{line}");
+    assert_eq!(dropped["choices[].moderation"], 1, "{line}");
+    assert!(!line.contains(AWS_KEY) && !line.contains(EMAIL));
+
+    let chunks = json!([
+        chunk(
+            json!({"index": 0, "delta": {"role": "assistant", "content": "Calling."}, "finish_reason": null}),
+            json!({})
+        ),
+        chunk(
+            json!({"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                     "function": {"name": CANARY, "arguments": ""}}]}, "finish_reason": null}),
+            json!({})
+        ),
+        chunk(
+            json!({"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]},
+                     "finish_reason": null}),
+            json!({})
+        ),
+        chunk(
+            json!({"index": 0, "delta": {}, "finish_reason": "tool_calls"}),
+            json!({})
+        ),
+    ]);
+    let r = ctx.chat(&scripted(
+        "",
+        true,
+        json!({"chunks": chunks, "delay_ms": 2}),
+    ));
+    let body = r.text();
+    assert!(!body.contains(CANARY), "{body}");
+    assert!(body.contains("content_filter"), "{body}");
+}
 
 fn output_secrets_never_reach_the_client(ctx: &Ctx) {
     let say = format!(

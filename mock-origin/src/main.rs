@@ -5,7 +5,12 @@
 //! Scripted mode: when a message (typically the system message) is a JSON object with a `mock`
 //! field, the mock does what it says:
 //! `{"mock": {"say": "text", "delay_ms": 20, "fail": "500|hang|disconnect|malformed",
-//!            "tool_call": {"name": "...", "arguments": "..."}}}`.
+//!            "tool_call": {"name": "...", "arguments": "..."},
+//!            "field": "content|refusal|reasoning_content|reasoning (OpenAI), text|thinking"}}`;
+//! or, to send exact wire shapes, `{"mock": {"chunks": [...]}}` (each streamed as one event:
+//! an OpenAI chunk object, or an Anthropic `[event name, object]` pair) and
+//! `{"mock": {"body": {...}}}` (a whole response). A request with `logprobs: true` gets a
+//! log-probability entry for every content token.
 //! Every request is recorded; `GET /__mock/requests` returns them (headers and body).
 //!
 //! Usage: `mock-origin [--port N] [--delay-ms N]`. Prints `listening on <port>` when ready.
@@ -195,6 +200,10 @@ struct Script {
     delay_ms: u64,
     fail: Option<String>,
     tool_call: Option<(String, String)>,
+    /// The field the text streams in.
+    field: Option<String>,
+    chunks: Option<Vec<Value>>,
+    body: Option<Value>,
 }
 
 fn text_of(content: &Value) -> String {
@@ -240,6 +249,9 @@ fn script(req: &Value, default_delay: u64) -> Script {
                     t["arguments"].as_str().unwrap_or("{}").to_string(),
                 )
             }),
+            field: d["field"].as_str().map(str::to_string),
+            chunks: d["chunks"].as_array().cloned(),
+            body: d.get("body").cloned(),
         },
         None => Script {
             say: format!(
@@ -249,6 +261,9 @@ fn script(req: &Value, default_delay: u64) -> Script {
             delay_ms: default_delay,
             fail: None,
             tool_call: None,
+            field: None,
+            chunks: None,
+            body: None,
         },
     }
 }
@@ -269,6 +284,12 @@ fn tokens(text: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// A log-probability entry for one token, with itself as the only alternative.
+fn logprob(t: &str) -> Value {
+    json!({"token": t, "logprob": -0.25, "bytes": t.as_bytes(),
+           "top_logprobs": [{"token": t, "logprob": -0.25, "bytes": t.as_bytes()}]})
 }
 
 fn now() -> u64 {
@@ -300,6 +321,10 @@ fn chat(server: &Server, stream: &TcpStream, body: &str, proto: Proto) -> std::i
         _ => {}
     }
     let streaming = req["stream"].as_bool().unwrap_or(false);
+    let logprobs = req["logprobs"].as_bool().unwrap_or(false);
+    if let (false, Some(b)) = (streaming, &sc.body) {
+        return respond(stream, 200, "application/json", b.to_string().as_bytes());
+    }
     let usage_wanted = req["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
@@ -309,17 +334,27 @@ fn chat(server: &Server, stream: &TcpStream, body: &str, proto: Proto) -> std::i
     if !streaming {
         let body = match proto {
             Proto::OpenAi => {
-                let mut message = json!({"role": "assistant", "content": sc.say});
+                let field = sc.field.as_deref().unwrap_or("content");
+                let mut message = json!({"role": "assistant", "content": null});
+                message[field] = json!(sc.say);
                 if let Some((name, args)) = &sc.tool_call {
                     message["tool_calls"] = json!([{"id": "call_1", "type": "function", "function": {"name": name, "arguments": args}}]);
                 }
+                let lp = logprobs.then(
+                    || json!({"content": toks.iter().map(|t| logprob(t)).collect::<Vec<_>>()}),
+                );
                 json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": now(), "model": model,
-                   "choices": [{"index": 0, "message": message, "finish_reason": if sc.tool_call.is_some() {"tool_calls"} else {"stop"}}],
+                   "choices": [{"index": 0, "message": message, "logprobs": lp, "finish_reason": if sc.tool_call.is_some() {"tool_calls"} else {"stop"}}],
                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}})
             }
             Proto::Anthropic => {
+                let block = if sc.field.as_deref() == Some("thinking") {
+                    json!({"type": "thinking", "thinking": sc.say, "signature": "bW9jay1zaWduYXR1cmU="})
+                } else {
+                    json!({"type": "text", "text": sc.say})
+                };
                 json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": sc.say}], "stop_reason": "end_turn", "stop_sequence": null,
+                "content": [block], "stop_reason": "end_turn", "stop_sequence": null,
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}})
             }
         };
@@ -336,6 +371,23 @@ fn chat(server: &Server, stream: &TcpStream, body: &str, proto: Proto) -> std::i
         s.flush()
     };
     let pause = || thread::sleep(Duration::from_millis(sc.delay_ms));
+    if let Some(chunks) = &sc.chunks {
+        for c in chunks {
+            pause();
+            match (proto, c) {
+                (Proto::Anthropic, Value::Array(pair)) => {
+                    let name = pair.first().and_then(Value::as_str).unwrap_or("message");
+                    let v = pair.get(1).cloned().unwrap_or(Value::Null);
+                    send(&mut s, &format!("event: {name}\ndata: {v}\n\n"))?;
+                }
+                _ => send(&mut s, &format!("data: {c}\n\n"))?,
+            }
+        }
+        if proto == Proto::OpenAi {
+            send(&mut s, "data: [DONE]\n\n")?;
+        }
+        return send(&mut s, "");
+    }
     let disconnect_after = (sc.fail.as_deref() == Some("disconnect")).then_some(toks.len() / 2);
     match proto {
         Proto::OpenAi => {
@@ -356,12 +408,19 @@ fn chat(server: &Server, stream: &TcpStream, body: &str, proto: Proto) -> std::i
                 send(&mut s, &chunk(json!({"content": "after"}), Value::Null))?;
                 return send(&mut s, "");
             }
+            let field = sc.field.as_deref().unwrap_or("content");
             for (i, t) in toks.iter().enumerate() {
                 if disconnect_after == Some(i) {
                     return Ok(()); // drop the connection mid-stream, no terminating chunk
                 }
                 pause();
-                send(&mut s, &chunk(json!({"content": t}), Value::Null))?;
+                let mut c = base.clone();
+                let mut choice = json!({"index": 0, "delta": {field: t}, "finish_reason": null});
+                if logprobs && field == "content" {
+                    choice["logprobs"] = json!({"content": [logprob(t)]});
+                }
+                c["choices"] = json!([choice]);
+                send(&mut s, &format!("data: {c}\n\n"))?;
             }
             if let Some((name, args)) = &sc.tool_call {
                 pause();
@@ -407,11 +466,21 @@ fn chat(server: &Server, stream: &TcpStream, body: &str, proto: Proto) -> std::i
                     json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "usage": {"input_tokens": prompt_tokens, "output_tokens": 1}}}),
                 ),
             )?;
+            let thinking = sc.field.as_deref() == Some("thinking");
+            let (block, delta_type, key) = if thinking {
+                (
+                    json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    "thinking_delta",
+                    "thinking",
+                )
+            } else {
+                (json!({"type": "text", "text": ""}), "text_delta", "text")
+            };
             send(
                 &mut s,
                 &ev(
                     "content_block_start",
-                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                    json!({"type": "content_block_start", "index": 0, "content_block": block}),
                 ),
             )?;
             for (i, t) in toks.iter().enumerate() {
@@ -423,7 +492,16 @@ fn chat(server: &Server, stream: &TcpStream, body: &str, proto: Proto) -> std::i
                     &mut s,
                     &ev(
                         "content_block_delta",
-                        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}),
+                        json!({"type": "content_block_delta", "index": 0, "delta": {"type": delta_type, key: t}}),
+                    ),
+                )?;
+            }
+            if thinking {
+                send(
+                    &mut s,
+                    &ev(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "bW9jay1zaWduYXR1cmU="}}),
                     ),
                 )?;
             }

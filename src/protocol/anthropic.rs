@@ -7,7 +7,28 @@ use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
 use super::wire::{count, Speaker, Wire};
-use super::wire::{counters, int, label, model_json, Flow, ModelOutput, Pick, StreamSchema};
+use super::wire::{
+    counters, int, label, model_json, one_of, Flow, ModelOutput, Pick, StreamSchema,
+};
+
+/// Why a message stopped.
+const STOP_REASONS: &[&str] = &[
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "model_context_window_exceeded",
+];
+/// Where a citation points.
+const CITATION_TYPES: &[&str] = &[
+    "char_location",
+    "page_location",
+    "content_block_location",
+    "web_search_result_location",
+    "search_result_location",
+];
 
 pub struct Anthropic;
 
@@ -143,7 +164,7 @@ fn citation(v: Value, m: &mut dyn ModelOutput) -> Option<Value> {
         return None;
     };
     let mut p = Pick::new(src, "citations[]");
-    p.check("type", label, m);
+    p.check("type", one_of(CITATION_TYPES), m);
     for k in [
         "document_index",
         "start_char_index",
@@ -156,9 +177,15 @@ fn citation(v: Value, m: &mut dyn ModelOutput) -> Option<Value> {
     ] {
         p.check(k, int, m);
     }
-    p.check("file_id", label, m);
-    p.check("encrypted_index", |v| v.is_string(), m);
-    for k in ["cited_text", "document_title", "url", "title", "source"] {
+    for k in [
+        "file_id",
+        "encrypted_index",
+        "cited_text",
+        "document_title",
+        "url",
+        "title",
+        "source",
+    ] {
         p.whole(k, m);
     }
     Some(Value::Object(p.done(m)))
@@ -222,10 +249,11 @@ fn block(v: Value, index: u64, m: &mut dyn ModelOutput, whole: bool) -> Option<(
         }
         Kind::Thinking => {
             stream(&mut p, "thinking", m);
-            // The signature is opaque to the client and verified by the origin.
-            p.check("signature", |v| v.is_string(), m);
+            // The signature is opaque to the client and verified by the origin; judged whole
+            // like any string a response carries.
+            p.whole("signature", m);
         }
-        Kind::Opaque => p.check("data", |v| v.is_string(), m),
+        Kind::Opaque => p.whole("data", m),
         Kind::ToolJson => {
             p.whole("id", m);
             match p.take("name") {
@@ -259,10 +287,10 @@ fn label_or(s: &str) -> &str {
 fn message(src: Map<String, Value>, m: &mut dyn ModelOutput, whole: bool) -> Map<String, Value> {
     let mut p = Pick::new(src, "message");
     p.whole("id", m);
-    p.check("type", label, m);
-    p.check("role", label, m);
+    p.check("type", one_of(&["message"]), m);
+    p.check("role", one_of(&["assistant"]), m);
     p.whole("model", m);
-    p.check("stop_reason", label, m);
+    p.check("stop_reason", one_of(STOP_REASONS), m);
     p.whole("stop_sequence", m);
     if let Some(u) = p.take("usage") {
         p.put("usage", counters(u, "usage", m).unwrap_or(Value::Null));
@@ -389,7 +417,7 @@ impl AnthropicStream {
                     return;
                 }
                 p.check("type", label, m);
-                p.check("signature", |v| v.is_string(), m);
+                p.whole("signature", m);
             }
             ("citations_delta", Some(_)) if kind == Some(Kind::Text) => {
                 p.check("type", label, m);
@@ -507,7 +535,7 @@ impl StreamSchema for AnthropicStream {
                 match p.take("delta") {
                     Some(Value::Object(d)) => {
                         let mut dp = Pick::new(d, "message_delta.delta");
-                        dp.check("stop_reason", label, m);
+                        dp.check("stop_reason", one_of(STOP_REASONS), m);
                         dp.whole("stop_sequence", m);
                         let d = dp.done(m);
                         p.put("delta", Value::Object(d));
@@ -537,7 +565,7 @@ impl StreamSchema for AnthropicStream {
                     let e = match e {
                         Value::Object(e) => {
                             let mut ep = Pick::new(e, "error");
-                            ep.check("type", label, m);
+                            ep.whole("type", m);
                             ep.whole("message", m);
                             Value::Object(ep.done(m))
                         }

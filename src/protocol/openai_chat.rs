@@ -7,7 +7,24 @@ use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
 use super::wire::{count, Speaker, Wire};
-use super::wire::{counters, int, label, Flow, ModelOutput, Pick, StreamSchema};
+use super::wire::{counters, int, one_of, Flow, ModelOutput, Pick, StreamSchema};
+
+const ROLES: &[&str] = &[
+    "assistant",
+    "system",
+    "developer",
+    "user",
+    "tool",
+    "function",
+];
+const FINISH_REASONS: &[&str] = &[
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "function_call",
+];
+const SERVICE_TIERS: &[&str] = &["auto", "default", "flex", "scale", "priority"];
 
 pub struct OpenAiChat;
 
@@ -134,7 +151,7 @@ fn message(
     whole: bool,
 ) -> Map<String, Value> {
     let mut p = Pick::new(src, path);
-    p.check("role", label, m);
+    p.check("role", one_of(ROLES), m);
     for key in TEXT_FIELDS {
         match p.take(key) {
             Some(Value::String(s)) => {
@@ -229,7 +246,7 @@ fn message(
     match p.take("audio") {
         Some(Value::Object(a)) => {
             let mut ap = Pick::new(a, "audio");
-            ap.check("id", label, m);
+            ap.whole("id", m);
             ap.check("expires_at", int, m);
             // `data` (the spoken answer) cannot be inspected: it is dropped with the rest.
             match ap.take("transcript") {
@@ -282,7 +299,7 @@ fn tool_call(
     let mut p = Pick::new(src, "tool_calls[]");
     p.check("index", int, m);
     p.whole("id", m);
-    p.check("type", label, m);
+    p.check("type", one_of(&["function"]), m);
     match p.take("function") {
         Some(Value::Object(f)) => {
             let mut fp = Pick::new(f, "tool_calls[].function");
@@ -321,7 +338,7 @@ fn annotation(a: Value, m: &mut dyn ModelOutput) -> Option<Value> {
         return None;
     };
     let mut p = Pick::new(src, "annotations[]");
-    p.check("type", label, m);
+    p.check("type", one_of(&["url_citation"]), m);
     match p.take("url_citation") {
         Some(Value::Object(c)) => {
             let mut cp = Pick::new(c, "annotations[].url_citation");
@@ -469,11 +486,15 @@ fn add_logprobs(choice: &mut Map<String, Value>, field: &str, extra: Vec<Value>)
 /// The top-level fields of a chunk or completion (everything but `choices` and `usage`).
 fn envelope(p: &mut Pick<'_>, m: &mut dyn ModelOutput) {
     p.whole("id", m);
-    p.check("object", label, m);
+    p.check(
+        "object",
+        one_of(&["chat.completion", "chat.completion.chunk"]),
+        m,
+    );
     p.check("created", int, m);
     p.whole("model", m);
-    p.check("system_fingerprint", label, m);
-    p.check("service_tier", label, m);
+    p.whole("system_fingerprint", m);
+    p.check("service_tier", one_of(SERVICE_TIERS), m);
 }
 
 /// An error object from the origin, its message judged whole.
@@ -483,8 +504,8 @@ fn error_object(v: Value, m: &mut dyn ModelOutput) -> Value {
     };
     let mut p = Pick::new(src, "error");
     p.whole("message", m);
-    p.check("type", label, m);
-    p.check("code", |v| label(v) || int(v), m);
+    p.whole("type", m);
+    p.whole("code", m);
     p.whole("param", m);
     Value::Object(p.done(m))
 }
@@ -514,7 +535,7 @@ fn filter_completion(body: Value, m: &mut dyn ModelOutput) -> Option<Value> {
         let i = src.get("index").and_then(Value::as_u64).unwrap_or(0);
         let mut cp = Pick::new(src, "choices[]");
         cp.check("index", int, m);
-        cp.check("finish_reason", label, m);
+        cp.check("finish_reason", one_of(FINISH_REASONS), m);
         let mut opened = BTreeSet::new();
         let mut msg = match cp.take("message") {
             Some(Value::Object(msg)) => message(msg, i, "message", m, &mut opened, true),
@@ -635,7 +656,7 @@ impl OpenAiStream {
         let finished = src.get("finish_reason").is_some_and(|f| !f.is_null());
         let mut cp = Pick::new(src, "choices[]");
         cp.check("index", int, m);
-        cp.check("finish_reason", label, m);
+        cp.check("finish_reason", one_of(FINISH_REASONS), m);
         let mut opened = self.open.remove(&i).unwrap_or_default();
         let mut delta = match cp.take("delta") {
             Some(Value::Object(d)) => message(d, i, "delta", m, &mut opened, false),

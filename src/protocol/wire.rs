@@ -152,7 +152,7 @@ impl<'p> Pick<'p> {
     }
 
     /// Moves `key` over if `ok` accepts it (`null` is always accepted); reports it otherwise.
-    pub fn check(&mut self, key: &str, ok: fn(&Value) -> bool, m: &mut dyn ModelOutput) {
+    pub fn check(&mut self, key: &str, ok: impl Fn(&Value) -> bool, m: &mut dyn ModelOutput) {
         if let Some(v) = self.src.remove(key) {
             if v.is_null() || ok(&v) {
                 self.out.insert(key.into(), v);
@@ -162,9 +162,13 @@ impl<'p> Pick<'p> {
         }
     }
 
-    /// A short model-written string (or an origin-written label such as an id), judged whole.
+    /// A short model-written string (or an origin-written label such as an id, or an opaque
+    /// value such as a signature), judged whole; integers pass.
     pub fn whole(&mut self, key: &str, m: &mut dyn ModelOutput) {
         match self.src.remove(key) {
+            Some(v) if int(&v) => {
+                self.out.insert(key.into(), v);
+            }
             Some(Value::String(s)) => {
                 let f = m.whole(&s);
                 self.out.insert(key.into(), Value::String(f));
@@ -202,6 +206,11 @@ pub(crate) fn label(v: &Value) -> bool {
     })
 }
 
+/// One of a fixed set of strings (an enum of the protocol).
+pub(crate) fn one_of(allowed: &'static [&'static str]) -> impl Fn(&Value) -> bool {
+    move |v| v.as_str().is_some_and(|s| allowed.contains(&s))
+}
+
 pub(crate) fn int(v: &Value) -> bool {
     v.is_i64() || v.is_u64()
 }
@@ -221,8 +230,9 @@ pub(crate) fn counters(v: Value, path: &str, m: &mut dyn ModelOutput) -> Option<
             Value::Number(_) | Value::Null => {
                 out.insert(k, v);
             }
-            Value::String(_) if label(&v) && v.as_str().is_some_and(|s| s.len() <= 32) => {
-                out.insert(k, v);
+            Value::String(s) => {
+                let f = m.whole(&s);
+                out.insert(k, Value::String(f));
             }
             Value::Object(inner) => {
                 let mut o = Map::new();
