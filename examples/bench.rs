@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use edgeguard::input::injection::InjectionScanner;
-use edgeguard::input::{inspect, InputPolicy};
+use edgeguard::input::{inspect, InputPolicy, Trust};
 use edgeguard::output::{catalog, CatalogConfig, Scanner};
 use edgeguard::protocol::Protocol;
 
@@ -89,7 +89,15 @@ fn scanner_latency() {
         for _ in 0..runs {
             let mut b = body.clone();
             let t = Instant::now();
-            let r = inspect(Protocol::OpenAiChat, &mut b, &policy, None, &s).unwrap();
+            let r = inspect(
+                Protocol::OpenAiChat,
+                &mut b,
+                &policy,
+                None,
+                &s,
+                &Trust::default(),
+            )
+            .unwrap();
             times.push(t.elapsed().as_secs_f64() * 1e6);
             black_box(r);
         }

@@ -10,6 +10,10 @@ pub struct ApiError {
     pub kind: &'static str,
     pub code: &'static str,
     pub message: String,
+    /// The methods a 405 names in its `Allow` header.
+    pub allow: Option<String>,
+    /// Seconds a 429 or 503 names in its `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -38,7 +42,15 @@ impl ApiError {
             kind,
             code,
             message: message.into(),
+            allow: None,
+            retry_after: None,
         }
+    }
+
+    /// The same error with a `Retry-After` of `seconds` (at least 1).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -62,13 +74,16 @@ impl ApiError {
         )
     }
 
-    pub fn method_not_allowed() -> Self {
-        Self::new(
+    /// 405 naming the methods the path accepts.
+    pub fn method_not_allowed(allow: &[&str]) -> Self {
+        let mut e = Self::new(
             405,
             "invalid_request_error",
             "method_not_allowed",
             "This method is not allowed on this path.",
-        )
+        );
+        e.allow = Some(allow.join(", "));
+        e
     }
 
     pub fn too_large(limit: usize) -> Self {
@@ -122,12 +137,15 @@ impl ApiError {
     }
 
     /// Headers the error response carries besides its content type.
-    pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
-        if self.status == 405 {
-            vec![("allow", "GET, POST")]
-        } else {
-            Vec::new()
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = Vec::new();
+        if let Some(a) = &self.allow {
+            h.push(("allow", a.clone()));
         }
+        if let Some(s) = self.retry_after {
+            h.push(("retry-after", s.to_string()));
+        }
+        h
     }
 
     pub fn to_json(&self) -> String {

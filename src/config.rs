@@ -10,6 +10,7 @@ use crate::input::{InputPolicy, InvisiblePolicy};
 use crate::network::limits::Tier;
 use crate::output::filter::UnknownFields;
 use crate::output::{Action, CatalogConfig, CustomDetector, DEFAULT_HOLDBACK};
+use crate::protocol::PassThrough;
 use crate::tools::ToolPolicy;
 
 /// How the origin credential is presented.
@@ -57,7 +58,7 @@ pub struct Config {
     pub upstream_timeout_ms: u64,
     pub stream_idle_timeout_ms: u64,
     /// Paths forwarded without inspection (after authentication), exact match.
-    pub pass_through_paths: Vec<String>,
+    pub pass_through_paths: Vec<PassThrough>,
     pub output_holdback: usize,
     pub unparseable: UnparseablePolicy,
     /// Response fields outside the protocol's schema: dropped (default) or the response cut.
@@ -73,6 +74,8 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     pub input: InputPolicy,
     pub injection_threshold: f64,
+    /// SHA-256 (hex) of system prompts whose text is trusted (not scored).
+    pub trusted_system_prompts: Vec<String>,
     pub injection_action: InjectionAction,
 }
 
@@ -203,13 +206,21 @@ impl Config {
                 ("block", UnknownFields::Block),
             ],
         )?;
-        let pass_through_paths = json_list(get, "PASS_THROUGH_PATHS")?;
-        if let Some(p) = pass_through_paths.iter().find(|p| !p.starts_with('/')) {
+        let trusted_system_prompts = json_list(get, "TRUSTED_SYSTEM_PROMPTS")?;
+        if let Some(h) = trusted_system_prompts
+            .iter()
+            .find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             return Err(err(
-                "PASS_THROUGH_PATHS",
-                format!("path {p:?} must start with /"),
+                "TRUSTED_SYSTEM_PROMPTS",
+                format!("{h:?} is not a hex SHA-256"),
             ));
         }
+        let pass_through_paths = json_list(get, "PASS_THROUGH_PATHS")?
+            .iter()
+            .map(|p| PassThrough::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err("PASS_THROUGH_PATHS", e))?;
         let custom = match get("CUSTOM_DETECTORS") {
             None => Vec::new(),
             Some(v) if v.trim().is_empty() => Vec::new(),
@@ -306,6 +317,7 @@ impl Config {
                 tools,
             },
             injection_threshold: f64::from(threshold_pct) / 100.0,
+            trusted_system_prompts,
             injection_action,
             tiers,
             limiter_failure,

@@ -75,6 +75,7 @@ pub fn plan(
     log.request_bytes = body.len();
     let mut parsed = protocol::parse_body(body, cfg.max_body_bytes, cfg.max_json_depth)?;
     let meta = protocol::check_chat_request(protocol, &parsed)?;
+    protocol::check_counts(&parsed)?;
     if !model_allowed(record, &meta.model) {
         return Err(ApiError::forbidden(
             "model_not_allowed",
@@ -85,12 +86,17 @@ pub fn plan(
     log.stream = meta.stream;
 
     // The input layer: sanitize in place, enforce tools and caps, score the conversation.
+    let trust = input::Trust {
+        all_system: record.trust_system,
+        prompts: &cfg.trusted_system_prompts,
+    };
     let report = input::inspect(
         protocol,
         &mut parsed,
         &cfg.input,
         record.tools.as_deref(),
         injection,
+        &trust,
     )?;
     let action = injection_action(cfg, record, report.verdict.score);
     log.input = InputLog {
@@ -117,8 +123,12 @@ pub fn plan(
         return Err(ApiError::internal());
     };
     let requested = tokens::requested_completion(wire, &parsed);
-    if let (Some(cap), Some(asked)) = (tier.max_tokens, requested) {
-        if asked > u64::from(cap) {
+    if let Some(cap) = tier.max_tokens {
+        // Every limit the request sets is capped: an origin may read any of them.
+        if tokens::completion_limits(wire, &parsed)
+            .iter()
+            .any(|asked| *asked > u64::from(cap))
+        {
             return Err(ApiError::bad_request(
                 "max_tokens_too_large",
                 format!("This API key may ask for at most {cap} completion tokens."),
@@ -133,7 +143,12 @@ pub fn plan(
     let limits = if tier.is_unlimited() {
         None
     } else {
-        let reserve = tokens::reservation(&tier, tokens::prompt_tokens(wire, &parsed), requested);
+        let reserve = tokens::reservation(
+            &tier,
+            tokens::prompt_tokens(wire, &parsed),
+            requested,
+            tokens::choices(&parsed),
+        );
         if tier.tokens_per_minute.is_some() && wire.stream_usage_option() && meta.stream {
             // Ask the origin for the real usage so the reservation can be settled exactly.
             let opts = parsed
@@ -446,16 +461,31 @@ pub fn outcome_name(o: Outcome) -> &'static str {
     }
 }
 
+/// How a stream ended, as the shell saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The filter reached a final state.
+    Filter(Outcome),
+    /// The client went away (its request was cancelled).
+    ClientGone,
+    /// Nobody pulled the stream for longer than the idle timeout.
+    Abandoned,
+}
+
 /// Records the end of a stream in its log line: how it ended, and the tokens to settle with
-/// (reported by the origin, or estimated from the bytes sent; an abandoned stream is
+/// (reported by the origin, or estimated from the bytes sent; a stream that did not finish is
 /// estimated).
-pub fn end_stream(log: &mut RequestLog, outcome: Option<Outcome>, reported: Option<u32>) -> u32 {
-    match outcome {
-        Some(o) => {
+pub fn end_stream(log: &mut RequestLog, end: StreamEnd, reported: Option<u32>) -> u32 {
+    match end {
+        StreamEnd::Filter(o) => {
             log.outcome = Some(outcome_name(o).into());
             tokens::settled(reported, log.response_bytes)
         }
-        None => {
+        StreamEnd::ClientGone => {
+            log.outcome = Some("client_gone".into());
+            tokens::settled(None, log.response_bytes)
+        }
+        StreamEnd::Abandoned => {
             log.outcome = Some("abandoned".into());
             tokens::settled(None, log.response_bytes)
         }
@@ -467,6 +497,7 @@ mod tests {
     use super::*;
     use crate::network::limits::Quota;
     use crate::output::{catalog, CatalogConfig};
+    use serde_json::{json, Value};
     use std::collections::HashMap;
 
     fn config(extra: &[(&str, &str)]) -> Config {
@@ -487,6 +518,7 @@ mod tests {
             models: Vec::new(),
             tools: None,
             monitor_only: false,
+            trust_system: false,
             disabled: false,
             limits: None,
         }
@@ -512,7 +544,7 @@ mod tests {
     }
 
     fn chat(text: &str) -> serde_json::Value {
-        serde_json::json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
     }
 
     #[test]
@@ -599,6 +631,48 @@ mod tests {
             planned(body.clone(), &record(), &cfg).0.unwrap_err().code,
             "max_tokens_too_large"
         );
+        // No spelling of the token fields gets past the cap.
+        for (k, v) in [
+            ("max_tokens", json!(501.0)),
+            ("max_tokens", json!("100000")),
+            ("max_tokens", json!(-1)),
+            ("n", json!(0)),
+        ] {
+            let mut b = chat("hello");
+            b[k] = v;
+            let e = planned(b, &record(), &cfg).0.unwrap_err();
+            assert!(
+                e.code == "invalid_count" || e.code == "max_tokens_too_large",
+                "{k}: {e:?}"
+            );
+        }
+        let mut b = chat("hello");
+        b["max_completion_tokens"] = Value::Null;
+        b["max_tokens"] = 100000.into();
+        assert_eq!(
+            planned(b, &record(), &cfg).0.unwrap_err().code,
+            "max_tokens_too_large"
+        );
+        let mut b = chat("hello");
+        b["max_completion_tokens"] = 10.into();
+        b["max_tokens"] = 100000.into();
+        assert_eq!(
+            planned(b, &record(), &cfg).0.unwrap_err().code,
+            "max_tokens_too_large"
+        );
+        // n completions reserve n times the completion allowance.
+        let mut b = chat("hello");
+        b["max_tokens"] = 100.into();
+        b["n"] = 3.into();
+        assert_eq!(
+            planned(b, &record(), &cfg)
+                .0
+                .unwrap()
+                .limits
+                .unwrap()
+                .reserve,
+            303
+        );
         body["max_tokens"] = 100.into();
         body["stream"] = true.into();
         let p = planned(body.clone(), &record(), &cfg).0.unwrap();
@@ -641,6 +715,7 @@ mod tests {
                 limit: 10,
                 remaining: 0,
                 reset_ms: 6000.0,
+                window_ms: 6000.0,
             }),
             tokens: None,
             concurrency: None,
@@ -710,11 +785,15 @@ mod tests {
             response_bytes: 320,
             ..RequestLog::default()
         };
-        assert_eq!(end_stream(&mut log, Some(Outcome::Complete), Some(7)), 7);
+        let done = StreamEnd::Filter(Outcome::Complete);
+        assert_eq!(end_stream(&mut log, done, Some(7)), 7);
         assert_eq!(log.outcome.as_deref(), Some("complete"));
-        assert_eq!(end_stream(&mut log, Some(Outcome::Blocked), None), 20);
-        assert_eq!(end_stream(&mut log, None, Some(7)), 20);
+        let cut = StreamEnd::Filter(Outcome::Blocked);
+        assert_eq!(end_stream(&mut log, cut, None), 20);
+        assert_eq!(end_stream(&mut log, StreamEnd::Abandoned, Some(7)), 20);
         assert_eq!(log.outcome.as_deref(), Some("abandoned"));
+        assert_eq!(end_stream(&mut log, StreamEnd::ClientGone, Some(7)), 20);
+        assert_eq!(log.outcome.as_deref(), Some("client_gone"));
     }
 
     #[test]

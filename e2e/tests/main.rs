@@ -40,6 +40,10 @@ pub struct Ctx {
     pub tools_key: String,
     /// A key on a tier without limits (no limiter call).
     pub free_key: String,
+    /// A key that does not trust its system messages (the default for real keys).
+    pub untrusted_key: String,
+    /// A key on a tier of 60 requests a minute with a burst of 3.
+    pub three_key: String,
 }
 
 /// Limit tiers for the tests; `default` is generous so that other tests never hit it.
@@ -47,6 +51,7 @@ pub const TEST_TIERS: &str = r#"{"default": {"requests_per_minute": 100000, "bur
   "ten": {"requests_per_minute": 10, "burst": 10, "max_tokens": 256},
   "two": {"concurrency": 2},
   "budget": {"tokens_per_minute": 1000},
+  "three": {"requests_per_minute": 60, "burst": 3},
   "unlimited": {}}"#;
 
 impl Ctx {
@@ -100,7 +105,9 @@ pub fn stream_text(r: &Resp) -> String {
 }
 
 fn key_record(id: &str, extra: Value) -> String {
+    // The tests script the mock origin from the system message, the operator's own text.
     let mut r = serde_json::to_value(KeyRecord {
+        trust_system: true,
         key_id: id.into(),
         tenant: "acme".into(),
         tier: "default".into(),
@@ -121,6 +128,7 @@ fn key_record(id: &str, extra: Value) -> String {
 
 mod bench;
 mod foundation;
+mod hardening;
 mod input;
 mod limits;
 mod output;
@@ -134,6 +142,7 @@ fn main() {
     tests.extend_from_slice(output::TESTS);
     tests.extend_from_slice(limits::TESTS);
     tests.extend_from_slice(input::TESTS);
+    tests.extend_from_slice(hardening::TESTS);
     if std::env::var("EDGEGUARD_BENCH").as_deref() == Ok("1") {
         tests.extend_from_slice(bench::TESTS);
     }
@@ -161,6 +170,8 @@ fn main() {
     let monitor_key = format_key(&[7; 32]);
     let tools_key = format_key(&[8; 32]);
     let free_key = format_key(&[9; 32]);
+    let untrusted_key = format_key(&[10; 32]);
+    let three_key = format_key(&[11; 32]);
     harness::seed_keys(
         &state,
         &[
@@ -192,6 +203,14 @@ fn main() {
             (
                 kv_key(&tools_key),
                 key_record("k_tools", json!({"tools": ["get_*"]})),
+            ),
+            (
+                kv_key(&untrusted_key),
+                key_record("k_untrusted", json!({"trust_system": false})),
+            ),
+            (
+                kv_key(&three_key),
+                key_record("k_three", json!({"tier": "three"})),
             ),
             (
                 kv_key(&free_key),
@@ -269,6 +288,8 @@ fn main() {
         monitor_key,
         tools_key,
         free_key,
+        untrusted_key,
+        three_key,
     };
 
     let (mut passed, mut failed) = (0, 0);

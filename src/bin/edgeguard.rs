@@ -1,7 +1,8 @@
 //! edgeguard's offline tool for operators.
 //!
 //! ```text
-//! edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--monitor-only]
+//! edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y]
+//!                    [--limits JSON] [--monitor-only] [--trust-system] [--disabled]
 //! edgeguard redact [--chunk N] [--config FILE]      stdin -> stdout, optionally fed N bytes at a time
 //! edgeguard scan   [--layer output] [--config FILE] JSONL rows with `text` -> one verdict line per row
 //! edgeguard eval   [--layer output] FILE...         labelled JSONL -> recall / false positives per category
@@ -21,7 +22,7 @@ use serde_json::{json, Value};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--monitor-only]\n  edgeguard redact [--chunk N] [--all]\n  edgeguard scan [--layer output] [--all]\n  edgeguard eval [--layer output] FILE...\n\n--all turns on the detectors that are off by default (IP addresses)."
+        "usage:\n  edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--limits JSON] [--monitor-only] [--trust-system] [--disabled]\n  edgeguard redact [--chunk N] [--all]\n  edgeguard scan [--layer output] [--all]\n  edgeguard eval [--layer output] FILE...\n\n--all turns on the detectors that are off by default (IP addresses)."
     );
     ExitCode::from(2)
 }
@@ -68,43 +69,96 @@ fn scanner(all: bool) -> Scanner {
     }
 }
 
-fn mint(args: &[String]) -> ExitCode {
-    let Some(tenant) = flag(args, "--tenant") else {
-        return usage();
-    };
-    let mut random = [0u8; 32];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut random))
-        .is_err()
-    {
-        eprintln!("cannot read /dev/urandom");
-        return ExitCode::from(1);
+/// Options of `mint-key` that take a value, and those that do not.
+const MINT_VALUES: &[&str] = &[
+    "--tenant", "--key-id", "--tier", "--models", "--tools", "--limits",
+];
+const MINT_FLAGS: &[&str] = &["--monitor-only", "--trust-system", "--disabled"];
+
+/// A value given inline, or as `@NAME` read from the environment variable NAME.
+fn value(args: &[String], name: &str) -> Result<Option<String>, String> {
+    match flag(args, name) {
+        None => Ok(None),
+        Some(v) => match v.strip_prefix('@') {
+            Some(var) => std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("{name}: environment variable {var} is not set")),
+            None => Ok(Some(v)),
+        },
     }
+}
+
+fn mint(args: &[String]) -> ExitCode {
+    match mint_record(args) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mint-key: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn mint_record(args: &[String]) -> Result<serde_json::Value, String> {
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if MINT_VALUES.contains(&a) {
+            if i + 1 >= args.len() {
+                return Err(format!("{a} needs a value"));
+            }
+            i += 2;
+        } else if MINT_FLAGS.contains(&a) {
+            i += 1;
+        } else {
+            return Err(format!("unknown option {a}"));
+        }
+    }
+    let tenant = value(args, "--tenant")?.ok_or("--tenant is required")?;
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|_| "cannot read /dev/urandom")?;
     let key = format_key(&random);
-    let key_id = flag(args, "--key-id")
+    let key_id = value(args, "--key-id")?
         .unwrap_or_else(|| format!("key_{}", &edgeguard::network::keys::hash_key(&key)[..12]));
-    let list = |name: &str| {
-        flag(args, name).map(|v| {
+    if key_id.is_empty()
+        || !key_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(format!("key id {key_id:?}: letters, digits, _ - . only"));
+    }
+    let list = |name: &str| -> Result<Option<Vec<String>>, String> {
+        Ok(value(args, name)?.map(|v| {
             v.split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(String::from)
                 .collect::<Vec<_>>()
-        })
+        }))
+    };
+    let limits = match value(args, "--limits")? {
+        None => None,
+        Some(j) => Some(
+            serde_json::from_str::<edgeguard::network::limits::Tier>(&j)
+                .map_err(|e| format!("--limits: {e}"))?,
+        ),
     };
     let record = KeyRecord {
-        key_id,
+        key_id: key_id.clone(),
         tenant,
-        tier: flag(args, "--tier").unwrap_or_else(|| "default".into()),
-        models: list("--models").unwrap_or_default(),
-        tools: list("--tools"),
+        tier: value(args, "--tier")?.unwrap_or_else(|| "default".into()),
+        models: list("--models")?.unwrap_or_default(),
+        tools: list("--tools")?,
         monitor_only: has(args, "--monitor-only"),
-        disabled: false,
-        limits: None,
+        trust_system: has(args, "--trust-system"),
+        disabled: has(args, "--disabled"),
+        limits,
     };
-    let out = json!({"key": key, "kv_key": kv_key(&key), "record": record});
-    println!("{out}");
-    ExitCode::SUCCESS
+    Ok(json!({"key": key, "key_id": key_id, "kv_key": kv_key(&key), "record": record}))
 }
 
 fn redact(args: &[String]) -> ExitCode {

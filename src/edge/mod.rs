@@ -13,7 +13,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use worker::{
-    console_error, console_log, event, Context, Date, Delay, Env, Headers, Request, Response,
+    console_error, console_log, event, AbortSignal, Context, Date, Delay, Env, Headers, Request,
+    Response,
 };
 
 mod keys_kv;
@@ -28,7 +29,9 @@ use crate::gateway::{self, LimitAsk, OriginAnswer, Plan, Reservation};
 use crate::input::injection::InjectionScanner;
 use crate::network::keys;
 use crate::network::limits::Decision;
-use crate::network::throttle::{self, AfterFailure, AuthFailAnswer, AuthFailBody, Blocklist};
+use crate::network::throttle::{
+    self, AfterFailure, AuthFailAnswer, AuthFailBody, Blocklist, NegativeCache,
+};
 use crate::output::{catalog, Scanner};
 use crate::protocol::{self, Route};
 
@@ -44,6 +47,8 @@ thread_local! {
     static LOADED: OnceCell<Result<&'static Loaded, String>> = const { OnceCell::new() };
     /// Client addresses refused for failed authentication (per isolate).
     static AUTH_BLOCKED: RefCell<Blocklist> = RefCell::new(Blocklist::default());
+    /// Keys the store recently did not hold (per isolate).
+    static UNKNOWN_KEYS: RefCell<NegativeCache> = RefCell::new(NegativeCache::default());
 }
 
 fn load(env: &Env) -> Result<&'static Loaded, String> {
@@ -81,9 +86,9 @@ fn request_id() -> String {
     format!("eg-{a:08x}{b:08x}")
 }
 
-fn set_all<'a>(h: &Headers, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+fn set_all<K: AsRef<str>, V: AsRef<str>>(h: &Headers, pairs: impl IntoIterator<Item = (K, V)>) {
     for (k, v) in pairs {
-        let _ = h.set(k, v);
+        let _ = h.set(k.as_ref(), v.as_ref());
     }
 }
 
@@ -178,12 +183,32 @@ async fn handle(
     let loaded = loaded(env)?;
     let cfg = &loaded.config;
     let client = header("cf-connecting-ip").unwrap_or_else(|| "unknown".into());
-    if AUTH_BLOCKED.with(|b| b.borrow_mut().blocked(&client, now_ms())) {
-        return Err(throttle::too_many_failures());
-    }
-    let record = match gateway::authorize(keys_kv::lookup(env, &key).await?) {
+    // A valid key is always looked up and served, whatever its address did; only unknown keys
+    // are throttled. A key found unknown a moment ago is not looked up again.
+    let store_key = keys::kv_key(&key);
+    let known_bad = UNKNOWN_KEYS.with(|n| n.borrow_mut().known_bad(&store_key, now_ms()));
+    let found = if known_bad {
+        None
+    } else {
+        keys_kv::lookup(env, &key).await?
+    };
+    let absent = found.is_none();
+    let record = match gateway::authorize(found) {
         Ok(r) => r,
-        Err(e) => return Err(auth_failed(env, cfg, &client, e).await),
+        Err(e) => {
+            if absent && !known_bad {
+                UNKNOWN_KEYS.with(|n| n.borrow_mut().remember(&store_key, now_ms()));
+            }
+            let now = now_ms();
+            if let Some(until) = AUTH_BLOCKED.with(|b| b.borrow_mut().until(&client, now)) {
+                let wait = until.saturating_sub(now);
+                ex.extra
+                    .borrow_mut()
+                    .extend(throttle::headers(cfg.auth_failures_per_minute, wait));
+                return Err(throttle::too_many_failures(wait));
+            }
+            return Err(auth_failed(env, cfg, &client, e, ex).await);
+        }
     };
     {
         let mut l = ex.log.borrow_mut();
@@ -196,6 +221,7 @@ async fn handle(
         Route::PassThrough => return pass_through(req, cfg, ex).await.map(Handled::Done),
         Route::Inspect(p) => p,
     };
+    let client_signal = AbortSignal::from(req.inner().signal());
     let body = origin::read_body(&mut req, cfg.max_body_bytes).await?;
     let plan = {
         let mut l = ex.log.borrow_mut();
@@ -208,7 +234,16 @@ async fn handle(
         None => None,
         Some(ask) => acquire(env, cfg, &record.key_id, ask, ex).await?,
     };
-    let result = forward(req, &path, &plan, env, ctx, ex, loaded, reservation.clone()).await;
+    let result = forward(
+        req,
+        &path,
+        &plan,
+        (env, ctx, ex),
+        loaded,
+        reservation.clone(),
+        client_signal,
+    )
+    .await;
     if let Some(res) = reservation {
         // A stream settles when it ends; everything else settles now.
         let used = match &result {
@@ -268,7 +303,13 @@ pub(crate) async fn release(env: &Env, res: &Reservation, used: u32, timeout_ms:
 
 /// An unknown key: report it against the client address; [`throttle::after_failure`] says
 /// whether to slow the 401 or refuse the address.
-async fn auth_failed(env: &Env, cfg: &Config, client: &str, e: ApiError) -> ApiError {
+async fn auth_failed(
+    env: &Env,
+    cfg: &Config,
+    client: &str,
+    e: ApiError,
+    ex: &Exchange,
+) -> ApiError {
     let answer: Result<AuthFailAnswer, String> = limiter_do::call(
         env,
         &gateway::auth_limiter(client),
@@ -283,7 +324,11 @@ async fn auth_failed(env: &Env, cfg: &Config, client: &str, e: ApiError) -> ApiE
     match throttle::after_failure(answer.as_ref().ok(), now_ms()) {
         AfterFailure::Block { until_ms } => {
             AUTH_BLOCKED.with(|b| b.borrow_mut().block(client, until_ms));
-            throttle::too_many_failures()
+            let wait = until_ms.saturating_sub(now_ms());
+            ex.extra
+                .borrow_mut()
+                .extend(throttle::headers(cfg.auth_failures_per_minute, wait));
+            throttle::too_many_failures(wait)
         }
         AfterFailure::Slow(ms) => {
             if ms > 0 {
@@ -296,16 +341,14 @@ async fn auth_failed(env: &Env, cfg: &Config, client: &str, e: ApiError) -> ApiE
 
 /// Forwards a planned request and filters the answer. Returns what to send and the tokens the
 /// origin reported using (0 when unknown).
-#[allow(clippy::too_many_arguments)]
 async fn forward(
     req: Request,
     path: &str,
     plan: &Plan,
-    env: &Env,
-    ctx: &Context,
-    ex: &Exchange,
+    (env, ctx, ex): (&Env, &Context, &Exchange),
     loaded: &'static Loaded,
     reservation: Option<Reservation>,
+    client: AbortSignal,
 ) -> Result<(Handled, u32), ApiError> {
     let cfg = &loaded.config;
     let client_header = |n: &str| req.headers().get(n).ok().flatten();
@@ -351,6 +394,7 @@ async fn forward(
                 log: ex.log.clone(),
                 started: ex.started,
                 reservation,
+                client,
             };
             stream::respond(upstream, ctx).map(|r| (Handled::Streaming(r), 0))
         }

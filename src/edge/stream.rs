@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
-use worker::{console_log, ByteStream, Context, Delay, Env, Headers, Response};
+use worker::{console_log, AbortSignal, ByteStream, Context, Delay, Env, Headers, Response};
 
 use super::{now_ms, release, Loaded};
 use crate::api_error::ApiError;
 use crate::audit::RequestLog;
-use crate::gateway::{self, Plan, Reservation};
+use crate::gateway::{self, Plan, Reservation, StreamEnd};
 use crate::output::filter::{Outcome, StreamFilter};
 
 /// State shared by the response stream and the task that writes the log line when it ends.
@@ -42,6 +42,8 @@ pub struct StreamCtx<'a> {
     pub log: Rc<RefCell<RequestLog>>,
     pub started: u64,
     pub reservation: Option<Reservation>,
+    /// Aborted when the client goes away (the `enable_request_signal` flag).
+    pub client: AbortSignal,
 }
 
 pub fn respond(upstream: ByteStream, s: StreamCtx<'_>) -> Result<Response, ApiError> {
@@ -95,7 +97,8 @@ pub fn respond(upstream: ByteStream, s: StreamCtx<'_>) -> Result<Response, ApiEr
                     .filter
                     .usage()
                     .and_then(|u| protocol.wire().usage_tokens(u));
-                let used = gateway::end_stream(&mut l, Some(st.filter.outcome()), reported);
+                let end = StreamEnd::Filter(st.filter.outcome());
+                let used = gateway::end_stream(&mut l, end, reported);
                 st.shared.used_tokens.set(used);
                 st.shared.finished.set(true);
             }
@@ -106,23 +109,30 @@ pub fn respond(upstream: ByteStream, s: StreamCtx<'_>) -> Result<Response, ApiEr
         }
     });
 
-    // The log line is written when the stream ends, or when it has been idle too long (the
-    // client went away and nobody pulls the stream any more). The reservation is settled at
-    // the same moment.
+    // The log line is written when the stream ends, when the client goes away (its request
+    // is cancelled), or when nobody has pulled the stream for longer than the idle timeout.
+    // The reservation and the concurrency lease are settled at the same moment.
     let idle = s.loaded.config.stream_idle_timeout_ms;
     let timeout = s.loaded.config.limiter_timeout_ms;
     let (status, started, env, reservation) = (s.status, s.started, s.env, s.reservation);
+    let client = s.client;
     s.ctx.wait_until(async move {
         loop {
             Delay::from(Duration::from_millis(250)).await;
             let idle_for = now_ms().saturating_sub(shared.last_activity.get());
-            if shared.finished.get() || idle_for > idle + 1000 {
+            let gone = client.aborted();
+            if shared.finished.get() || gone || idle_for > idle + 1000 {
                 {
                     let mut l = shared.log.borrow_mut();
                     if !shared.finished.get() {
+                        let end = if gone {
+                            StreamEnd::ClientGone
+                        } else {
+                            StreamEnd::Abandoned
+                        };
                         shared
                             .used_tokens
-                            .set(gateway::end_stream(&mut l, None, None));
+                            .set(gateway::end_stream(&mut l, end, None));
                     }
                     l.status = status;
                     l.total_ms = now_ms().saturating_sub(started);

@@ -20,20 +20,17 @@ pub struct Sanitized {
     pub removed: usize,
 }
 
-/// Whether a character is removed from forwarded text.
+/// Whether a character is removed from forwarded text: every default-ignorable code point
+/// (zero-width characters, joiners, soft hyphen, bidi controls, variation selectors, the
+/// combining grapheme joiner, Hangul fillers, tags; see [`crate::unicode`]), interlinear
+/// annotation marks, and control characters other than line breaks and tabs.
 pub fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}'                     // soft hyphen
-        | '\u{180E}'                   // Mongolian vowel separator
-        | '\u{200B}'..='\u{200F}'      // zero-width space/joiners, LRM, RLM
-        | '\u{202A}'..='\u{202E}'      // bidi embeddings and overrides
-        | '\u{2060}'..='\u{2064}'      // word joiner, invisible operators
-        | '\u{2066}'..='\u{2069}'      // bidi isolates
-        | '\u{206A}'..='\u{206F}'      // deprecated format characters
-        | '\u{FEFF}'                   // zero-width no-break space
-        | '\u{FFF9}'..='\u{FFFB}'      // interlinear annotation
-        | '\u{E0000}'..='\u{E007F}'    // tag characters
-    ) || (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    if c.is_ascii() {
+        return c.is_ascii_control() && !matches!(c, '\n' | '\r' | '\t');
+    }
+    crate::unicode::is_default_ignorable(c)
+        || matches!(c, '\u{FFF9}'..='\u{FFFB}')
+        || c.is_control()
 }
 
 /// Removes invisible characters; decodes the ASCII hidden in tag characters.
@@ -184,6 +181,25 @@ pub fn skeleton_of_lower(lowered: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_default_ignorable_is_removed() {
+        for &(lo, hi) in crate::unicode::DEFAULT_IGNORABLE {
+            for cp in lo..=hi {
+                let Some(c) = char::from_u32(cp) else {
+                    continue;
+                };
+                let t = format!("ig{c}nore");
+                assert_eq!(sanitize(&t).text, "ignore", "U+{cp:04X}");
+            }
+        }
+        // Variation selectors and the combining grapheme joiner between letters.
+        let t: String = "ignore previous"
+            .chars()
+            .flat_map(|c| [c, '\u{FE0F}', '\u{034F}'])
+            .collect();
+        assert_eq!(sanitize(&t).text, "ignore previous");
+    }
 
     #[test]
     fn removes_invisible_and_decodes_tags() {

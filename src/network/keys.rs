@@ -31,6 +31,10 @@ pub struct KeyRecord {
     /// Findings are reported but nothing is blocked or redacted.
     #[serde(default)]
     pub monitor_only: bool,
+    /// System and developer messages of this key's requests are the operator's own text: not
+    /// scored for injection (by default every role counts, since the client chooses roles).
+    #[serde(default)]
+    pub trust_system: bool,
     /// A disabled key is refused like an unknown one.
     #[serde(default)]
     pub disabled: bool,

@@ -98,10 +98,14 @@ impl Refusal {
 /// The state of one limit after a decision, for headers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Quota {
+    /// How many the quota holds when full (the request burst, the token budget).
     pub limit: u32,
     pub remaining: u32,
     /// Milliseconds until the quota is fully restored.
     pub reset_ms: f64,
+    /// Milliseconds an empty quota takes to refill: `limit` per `window_ms` is the rate.
+    #[serde(default)]
+    pub window_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,10 +167,13 @@ impl KeyState {
                 d.retry_after_ms = allow_at - now;
             }
             let used = if d.allowed { new_tat } else { tat };
+            // The burst is what the quota holds; it refills one request per interval, so the
+            // policy reads `burst` per `burst × interval`: the same rate as `rpm` per minute.
             d.requests = Some(Quota {
-                limit: rpm,
+                limit: burst as u32,
                 remaining: (((tolerance - (used - now)) / interval).floor().max(0.0)) as u32,
                 reset_ms: (used - now).max(0.0),
+                window_ms: tolerance,
             });
         }
 
@@ -176,17 +183,15 @@ impl KeyState {
             if d.allowed && active >= max {
                 d.allowed = false;
                 d.refusal = Some(Refusal::Concurrency);
-                let soonest = self
-                    .leases
-                    .iter()
-                    .map(|(_, e)| *e)
-                    .fold(f64::INFINITY, f64::min);
-                d.retry_after_ms = (soonest - now).clamp(1000.0, 60_000.0);
+                // A slot frees when any request in flight ends, which no one can foresee: a
+                // short, honest retry hint rather than the lease's worst case.
+                d.retry_after_ms = 1000.0;
             }
             d.concurrency = Some(Quota {
                 limit: max,
                 remaining: max.saturating_sub(active + u32::from(d.allowed)),
                 reset_ms: 0.0,
+                window_ms: 0.0,
             });
         }
 
@@ -212,6 +217,7 @@ impl KeyState {
                 limit: tpm,
                 remaining: level.max(0.0).floor() as u32,
                 reset_ms: (f64::from(tpm) - level).max(0.0) * MINUTE_MS / f64::from(tpm).max(1.0),
+                window_ms: MINUTE_MS,
             });
         }
 
@@ -276,7 +282,11 @@ pub fn headers(d: &Decision) -> Vec<(String, String)> {
     // Per-minute quotas: the IETF fields and OpenAI's, named after the quota.
     for (name, quota) in [("requests", d.requests), ("tokens", d.tokens)] {
         let Some(q) = quota else { continue };
-        policy.push(format!("\"{name}\";q={};w=60", q.limit));
+        policy.push(format!(
+            "\"{name}\";q={};w={}",
+            q.limit,
+            secs(q.window_ms).max(1)
+        ));
         state.push(format!(
             "\"{name}\";r={};t={}",
             q.remaining,
@@ -408,6 +418,33 @@ mod tests {
     }
 
     proptest! {
+        /// Retry-After is exact: a request refused for its rate is allowed once the time it
+        /// names has passed (and not a millisecond before), and the headers agree with it.
+        #[test]
+        fn retry_after_is_when_the_request_would_pass(gaps in prop::collection::vec(0u32..2000, 1..60), rpm in 1u32..600, burst in 1u32..30) {
+            let t = rate(rpm, burst);
+            let mut s = KeyState::default();
+            let mut now = 0.0;
+            for (i, g) in gaps.iter().enumerate() {
+                now += f64::from(*g);
+                let d = s.acquire(&ask(now, t, 0, &i.to_string()));
+                let q = d.requests.unwrap();
+                prop_assert!(q.remaining <= q.limit);
+                prop_assert_eq!(q.limit, burst);
+                if !d.allowed {
+                    let h = headers(&d);
+                    let retry: f64 = h.iter().find(|(k, _)| k == "retry-after").unwrap().1.parse().unwrap();
+                    prop_assert!((retry - (d.retry_after_ms / 1000.0).ceil().max(1.0)).abs() < 1e-9);
+                    let mut early = s.clone();
+                    if d.retry_after_ms > 1.0 {
+                        prop_assert!(!early.acquire(&ask(now + d.retry_after_ms - 1.0, t, 0, "e")).allowed);
+                    }
+                    let mut later = s.clone();
+                    prop_assert!(later.acquire(&ask(now + d.retry_after_ms, t, 0, "l")).allowed);
+                }
+            }
+        }
+
         /// For any sequence of arrivals (time never goes backwards) the number allowed in any
         /// window of 60 s never exceeds burst + what the rate earns in that window.
         #[test]

@@ -94,14 +94,68 @@ pub fn after_failure(answer: Option<&AuthFailAnswer>, now_ms: u64) -> AfterFailu
     }
 }
 
-/// The 429 a refused address gets.
-pub fn too_many_failures() -> ApiError {
+/// The 429 an unknown key gets from a refused address, with the time until the address is
+/// heard again.
+pub fn too_many_failures(retry_after_ms: u64) -> ApiError {
     ApiError::new(
         429,
         "rate_limit_exceeded",
         "too_many_auth_failures",
         "Too many requests with invalid API keys from this address.",
     )
+    .retry_after(retry_after_ms.div_ceil(1000))
+}
+
+/// RateLimit headers for the failed-authentication quota of a refused address.
+pub fn headers(per_minute: u32, retry_after_ms: u64) -> Vec<(String, String)> {
+    let secs = retry_after_ms.div_ceil(1000).max(1);
+    vec![
+        (
+            "ratelimit-policy".into(),
+            format!("\"auth_failures\";q={};w=60", per_minute.max(1)),
+        ),
+        (
+            "ratelimit".into(),
+            format!("\"auth_failures\";r=0;t={secs}"),
+        ),
+    ]
+}
+
+/// How long a key the store does not hold is remembered as unknown, in milliseconds.
+pub const NEGATIVE_TTL_MS: u64 = 30_000;
+/// Unknown keys remembered per isolate.
+pub const NEGATIVE_CAPACITY: usize = 4096;
+
+/// Keys recently found unknown (by their store key, never the key itself): a repeated bad key
+/// is answered without reading the store again. A key minted meanwhile is found after at most
+/// [`NEGATIVE_TTL_MS`].
+#[derive(Debug, Default)]
+pub struct NegativeCache {
+    entries: std::collections::HashMap<String, u64>,
+}
+
+impl NegativeCache {
+    pub fn known_bad(&mut self, kv_key: &str, now_ms: u64) -> bool {
+        match self.entries.get(kv_key) {
+            Some(until) if *until > now_ms => true,
+            Some(_) => {
+                self.entries.remove(kv_key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn remember(&mut self, kv_key: &str, now_ms: u64) {
+        if self.entries.len() >= NEGATIVE_CAPACITY {
+            self.entries.retain(|_, until| *until > now_ms);
+            if self.entries.len() >= NEGATIVE_CAPACITY {
+                self.entries.clear();
+            }
+        }
+        self.entries
+            .insert(kv_key.to_string(), now_ms + NEGATIVE_TTL_MS);
+    }
 }
 
 /// Addresses refused for failed authentication, each until a time.
@@ -113,8 +167,16 @@ pub struct Blocklist {
 impl Blocklist {
     /// Whether `client` is refused at `now_ms` (expired entries are dropped).
     pub fn blocked(&mut self, client: &str, now_ms: u64) -> bool {
+        self.until(client, now_ms).is_some()
+    }
+
+    /// Until when `client` is refused, if it is.
+    pub fn until(&mut self, client: &str, now_ms: u64) -> Option<u64> {
         self.entries.retain(|(_, until)| *until > now_ms);
-        self.entries.iter().any(|(c, _)| c == client)
+        self.entries
+            .iter()
+            .find(|(c, _)| c == client)
+            .map(|(_, until)| *until)
     }
 
     /// Refuses `client` until `until_ms`, forgetting the oldest entry when full.
@@ -156,6 +218,23 @@ mod tests {
         }
         assert!(b.entries.len() <= BLOCKLIST_CAPACITY);
         assert!(!b.blocked("0", 10) && b.blocked(&(BLOCKLIST_CAPACITY + 9).to_string(), 10));
+    }
+
+    #[test]
+    fn negative_cache_expires_and_stays_bounded() {
+        let mut n = NegativeCache::default();
+        n.remember("sha256:a", 0);
+        assert!(n.known_bad("sha256:a", 1));
+        assert!(!n.known_bad("sha256:b", 1));
+        assert!(!n.known_bad("sha256:a", NEGATIVE_TTL_MS));
+        for i in 0..(NEGATIVE_CAPACITY * 2) {
+            n.remember(&i.to_string(), 5);
+        }
+        assert!(n.entries.len() <= NEGATIVE_CAPACITY);
+        let e = too_many_failures(1500);
+        assert_eq!((e.status, e.retry_after), (429, Some(2)));
+        let h = headers(8, 1500);
+        assert!(h.iter().any(|(k, v)| k == "ratelimit" && v.contains("t=2")));
     }
 
     #[test]

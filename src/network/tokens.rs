@@ -39,17 +39,32 @@ pub fn prompt_tokens(wire: &dyn Wire, body: &Map<String, Value>) -> u32 {
     estimate_tokens(bytes, words)
 }
 
-/// The completion limit a request asks for: the first of the protocol's fields the origin reads.
+/// The completion limit a request asks for: the first of the protocol's fields the origin
+/// reads that is not `null` (counts are checked before, see [`crate::protocol::check_counts`]).
 pub fn requested_completion(wire: &dyn Wire, body: &Map<String, Value>) -> Option<u64> {
     wire.completion_limit_fields()
         .iter()
-        .find_map(|k| body.get(*k))
+        .find_map(|k| body.get(*k).and_then(Value::as_u64))
+}
+
+/// Every completion limit the request sets (an origin may read any of them).
+pub fn completion_limits(wire: &dyn Wire, body: &Map<String, Value>) -> Vec<u64> {
+    wire.completion_limit_fields()
+        .iter()
+        .filter_map(|k| body.get(*k).and_then(Value::as_u64))
+        .collect()
+}
+
+/// How many completions the request asks for (`n`, default 1).
+pub fn choices(body: &Map<String, Value>) -> u32 {
+    body.get("n")
         .and_then(Value::as_u64)
+        .map_or(1, |n| u32::try_from(n.max(1)).unwrap_or(u32::MAX))
 }
 
 /// Tokens to reserve before forwarding: the prompt estimate plus the completion the request
 /// (or else the tier) allows. Nothing when the tier has no token budget.
-pub fn reservation(tier: &Tier, prompt: u32, requested: Option<u64>) -> u32 {
+pub fn reservation(tier: &Tier, prompt: u32, requested: Option<u64>, choices: u32) -> u32 {
     if tier.tokens_per_minute.is_none() {
         return 0;
     }
@@ -57,7 +72,7 @@ pub fn reservation(tier: &Tier, prompt: u32, requested: Option<u64>) -> u32 {
         .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
         .or(tier.max_tokens)
         .unwrap_or(DEFAULT_COMPLETION_RESERVE);
-    prompt.saturating_add(completion)
+    prompt.saturating_add(completion.saturating_mul(choices.max(1)))
 }
 
 /// Tokens a finished response is settled with: what the origin reported, else an estimate from
@@ -102,22 +117,29 @@ mod tests {
             max_tokens: Some(300),
             ..Tier::default()
         };
-        assert_eq!(reservation(&Tier::default(), 10, Some(5)), 0);
-        assert_eq!(reservation(&budget, 10, Some(5)), 15);
-        assert_eq!(reservation(&budget, 10, None), 310);
+        assert_eq!(reservation(&Tier::default(), 10, Some(5), 1), 0);
+        assert_eq!(reservation(&budget, 10, Some(5), 1), 15);
+        assert_eq!(reservation(&budget, 10, None, 1), 310);
+        assert_eq!(reservation(&budget, 10, Some(5), 4), 30);
         let no_cap = Tier {
             tokens_per_minute: Some(1000),
             ..Tier::default()
         };
         assert_eq!(
-            reservation(&no_cap, 10, None),
+            reservation(&no_cap, 10, None, 1),
             10 + DEFAULT_COMPLETION_RESERVE
         );
-        assert_eq!(reservation(&budget, 10, Some(u64::MAX)), u32::MAX);
+        assert_eq!(reservation(&budget, 10, Some(u64::MAX), 1), u32::MAX);
         let b = body(json!({"max_completion_tokens": 7, "max_tokens": 9}));
         assert_eq!(requested_completion(wire, &b), Some(7));
         let b = body(json!({"max_tokens": 9}));
         assert_eq!(requested_completion(wire, &b), Some(9));
+        // null means absent: the origin reads max_tokens.
+        let b = body(json!({"max_completion_tokens": null, "max_tokens": 9}));
+        assert_eq!(requested_completion(wire, &b), Some(9));
+        assert_eq!(completion_limits(wire, &b), vec![9]);
+        assert_eq!(choices(&body(json!({"n": 3}))), 3);
+        assert_eq!(choices(&body(json!({}))), 1);
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Wire for Anthropic {
     }
 
     fn message_structural(&self, field: &str) -> bool {
-        matches!(field, "role" | "tool_call_id" | "name")
+        matches!(field, "role" | "tool_call_id")
     }
 
     fn structural(&self, field: &str) -> bool {

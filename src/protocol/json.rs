@@ -29,6 +29,12 @@ pub fn parse_body(
             format!("The request body nests deeper than {max_depth} levels."),
         ));
     }
+    if !integers_fit(body) {
+        return Err(ApiError::bad_request(
+            "number_out_of_range",
+            "The request body holds an integer outside the 64-bit range.",
+        ));
+    }
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid_json", "The request body is not UTF-8."))?;
     let mut de = serde_json::Deserializer::from_str(text);
@@ -74,6 +80,49 @@ pub fn json_depth(body: &[u8]) -> usize {
         }
     }
     max
+}
+
+/// Whether every integer literal outside strings fits in 64 bits. A larger one would be read
+/// as a float and forwarded changed, so it is refused instead. Linear, no allocation.
+pub fn integers_fit(body: &[u8]) -> bool {
+    let (mut in_str, mut esc) = (false, false);
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_str = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < body.len() && body[i].is_ascii_digit() {
+                i += 1;
+            }
+            let fraction = i < body.len() && matches!(body[i], b'.' | b'e' | b'E');
+            if !fraction {
+                let lit = std::str::from_utf8(&body[start..i]).unwrap_or("");
+                if lit != "-" && lit.parse::<i64>().is_err() && lit.parse::<u64>().is_err() {
+                    return false;
+                }
+            }
+            continue;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// A JSON value that refuses duplicate object keys (a classic way to show a scanner one value
@@ -160,6 +209,33 @@ mod tests {
             "invalid_json"
         );
         assert_eq!(json_depth(br#"{"a":"[[[[","b":[{}]}"#), 3);
+    }
+
+    #[test]
+    fn huge_integers_are_refused_not_rounded() {
+        assert!(parse_body(
+            br#"{"a":18446744073709551615,"b":-9223372036854775808}"#,
+            200,
+            4
+        )
+        .is_ok());
+        for bad in [
+            &br#"{"max_tokens":18446744073709551616}"#[..],
+            br#"{"a":[1,-9223372036854775809]}"#,
+            br#"{"a":100000000000000000000000}"#,
+        ] {
+            assert_eq!(
+                parse_body(bad, 200, 4).unwrap_err().code,
+                "number_out_of_range"
+            );
+        }
+        // Digits inside strings and floats are not integers.
+        assert!(parse_body(
+            br#"{"a":"100000000000000000000000","b":1e30,"c":1.5}"#,
+            200,
+            4
+        )
+        .is_ok());
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Wire for OpenAiChat {
     }
 
     fn message_structural(&self, field: &str) -> bool {
-        matches!(field, "role" | "tool_call_id" | "name")
+        matches!(field, "role" | "tool_call_id")
     }
 
     fn structural(&self, field: &str) -> bool {
