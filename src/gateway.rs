@@ -18,7 +18,7 @@ use crate::config::{Config, InjectionAction, LimiterFailure, OriginAuth, Unparse
 use crate::input::{self, injection::InjectionScanner};
 use crate::network::keys::KeyRecord;
 use crate::network::limiter::{AcquireBody, ReleaseBody};
-use crate::network::limits::{self, Decision, Refusal, Tier};
+use crate::network::limits::{self, Decision, MaxTokensPolicy, Refusal, Tier};
 use crate::network::tokens;
 use crate::output::filter::{filter_json_with, FilterError, Outcome, UnknownFields};
 use crate::output::Scanner;
@@ -38,13 +38,17 @@ pub struct Plan {
     /// Hide the usage chunk the gateway asked for from a client that did not ask for it.
     pub hide_usage: bool,
     pub allowed_tools: Option<Vec<String>>,
+    /// Headers for the response (`x-edgeguard-max-tokens-clamped`).
+    pub headers: Vec<(String, String)>,
 }
 
-/// The limits a request is checked against and the tokens it reserves.
+/// The limits a request is checked against and the tokens it may use: its estimated prompt
+/// and its whole completion allowance (the limiter reserves a bounded part of it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitAsk {
     pub tier: Tier,
     pub reserve: u32,
+    pub prompt: u32,
 }
 
 /// Whether a key record may use `model` (no globs: any model).
@@ -122,19 +126,33 @@ pub fn plan(
         ));
         return Err(ApiError::internal());
     };
-    let requested = tokens::requested_completion(wire, &parsed);
+    let mut headers = Vec::new();
     if let Some(cap) = tier.max_tokens {
         // Every limit the request sets is capped: an origin may read any of them.
-        if tokens::completion_limits(wire, &parsed)
-            .iter()
-            .any(|asked| *asked > u64::from(cap))
-        {
-            return Err(ApiError::bad_request(
-                "max_tokens_too_large",
-                format!("This API key may ask for at most {cap} completion tokens."),
-            ));
+        let asked = tokens::completion_limits(wire, &parsed)
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        if asked > u64::from(cap) {
+            match tier.max_tokens_policy.unwrap_or(MaxTokensPolicy::Clamp) {
+                MaxTokensPolicy::Refuse => {
+                    return Err(ApiError::bad_request(
+                        "max_tokens_too_large",
+                        format!("This API key may ask for at most {cap} completion tokens."),
+                    ))
+                }
+                MaxTokensPolicy::Clamp => {
+                    tokens::clamp_completion(wire, &mut parsed, cap);
+                    log.max_tokens_clamped = Some((asked, cap));
+                    headers.push((
+                        "x-edgeguard-max-tokens-clamped".to_string(),
+                        format!("{asked} -> {cap}"),
+                    ));
+                }
+            }
         }
     }
+    let requested = tokens::requested_completion(wire, &parsed);
     let client_wants_usage = parsed
         .get("stream_options")
         .and_then(|o| o.get("include_usage"))
@@ -143,12 +161,8 @@ pub fn plan(
     let limits = if tier.is_unlimited() {
         None
     } else {
-        let reserve = tokens::reservation(
-            &tier,
-            tokens::prompt_tokens(wire, &parsed),
-            requested,
-            tokens::choices(&parsed),
-        );
+        let prompt = tokens::prompt_tokens(wire, &parsed);
+        let reserve = tokens::reservation(&tier, prompt, requested, tokens::choices(&parsed));
         if tier.tokens_per_minute.is_some() && wire.stream_usage_option() && meta.stream {
             // Ask the origin for the real usage so the reservation can be settled exactly.
             let opts = parsed
@@ -158,7 +172,11 @@ pub fn plan(
                 o.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        Some(LimitAsk { tier, reserve })
+        Some(LimitAsk {
+            tier,
+            reserve,
+            prompt,
+        })
     };
     let upstream_body = serde_json::to_string(&Value::Object(parsed)).map_err(|_| {
         ApiError::bad_request("invalid_json", "The request body cannot be forwarded.")
@@ -170,6 +188,7 @@ pub fn plan(
         limits,
         hide_usage: !client_wants_usage,
         allowed_tools: record.tools.clone(),
+        headers,
     })
 }
 
@@ -219,6 +238,7 @@ pub fn acquire_body(ask: &LimitAsk, request_id: &str, cfg: &Config) -> AcquireBo
     AcquireBody {
         tier: ask.tier,
         reserve_tokens: ask.reserve,
+        prompt_tokens: ask.prompt,
         lease_id: request_id.to_string(),
         lease_ttl_ms: cfg.lease_ttl_ms as f64,
     }
@@ -231,6 +251,7 @@ pub struct Reservation {
     pub tier: Tier,
     pub lease_id: String,
     pub reserved: u32,
+    pub prompt: u32,
 }
 
 /// What the limiter's answer means for a request.
@@ -284,7 +305,8 @@ pub fn admit(
             key_id: key_id.to_string(),
             tier: ask.tier,
             lease_id: request_id.to_string(),
-            reserved: ask.reserve,
+            reserved: d.reserved,
+            prompt: ask.prompt,
         }))
     } else {
         Err(limit_refusal(d.refusal.unwrap_or(Refusal::Requests)))
@@ -312,13 +334,14 @@ pub fn limit_refusal(refusal: Refusal) -> ApiError {
 }
 
 /// What a finished request returns to the limiter: its lease, and its reservation settled with
-/// the tokens used (never more than were reserved).
+/// the tokens it used (more than reserved is charged: the key then waits for its bucket).
 pub fn settle(res: &Reservation, used: u32) -> ReleaseBody {
     ReleaseBody {
         tier: res.tier,
         lease_id: res.lease_id.clone(),
         reserved: res.reserved,
-        used: used.min(res.reserved),
+        used,
+        prompt: res.prompt,
     }
 }
 
@@ -623,15 +646,28 @@ mod tests {
 
     #[test]
     fn caps_reservations_and_rewrites() {
-        let tiers = r#"{"default": {"requests_per_minute": 60, "tokens_per_minute": 10000, "max_tokens": 500}}"#;
+        let tiers = r#"{"default": {"requests_per_minute": 60, "tokens_per_minute": 10000, "max_tokens": 500},
+            "strict": {"max_tokens": 500, "max_tokens_policy": "refuse"}}"#;
         let cfg = config(&[("LIMIT_TIERS", tiers)]);
+        let mut strict = record();
+        strict.tier = "strict".into();
         let mut body = chat("hello");
         body["max_tokens"] = 501.into();
         assert_eq!(
-            planned(body.clone(), &record(), &cfg).0.unwrap_err().code,
+            planned(body.clone(), &strict, &cfg).0.unwrap_err().code,
             "max_tokens_too_large"
         );
-        // No spelling of the token fields gets past the cap.
+        // Clamp (the default): the origin receives the cap, the response says so.
+        let (p, log) = planned(body.clone(), &record(), &cfg);
+        let p = p.unwrap();
+        let sent: Value = serde_json::from_str(&p.upstream_body).unwrap();
+        assert_eq!(sent["max_tokens"], 500);
+        assert_eq!(log.max_tokens_clamped, Some((501, 500)));
+        assert!(p
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-edgeguard-max-tokens-clamped" && v == "501 -> 500"));
+        // No spelling of the token fields gets the origin more than the cap.
         for (k, v) in [
             ("max_tokens", json!(501.0)),
             ("max_tokens", json!("100000")),
@@ -641,25 +677,28 @@ mod tests {
             let mut b = chat("hello");
             b[k] = v;
             let e = planned(b, &record(), &cfg).0.unwrap_err();
-            assert!(
-                e.code == "invalid_count" || e.code == "max_tokens_too_large",
-                "{k}: {e:?}"
-            );
+            assert_eq!(e.code, "invalid_count", "{k}: {e:?}");
         }
-        let mut b = chat("hello");
-        b["max_completion_tokens"] = Value::Null;
-        b["max_tokens"] = 100000.into();
-        assert_eq!(
-            planned(b, &record(), &cfg).0.unwrap_err().code,
-            "max_tokens_too_large"
-        );
-        let mut b = chat("hello");
-        b["max_completion_tokens"] = 10.into();
-        b["max_tokens"] = 100000.into();
-        assert_eq!(
-            planned(b, &record(), &cfg).0.unwrap_err().code,
-            "max_tokens_too_large"
-        );
+        for extra in [
+            json!({"max_completion_tokens": null, "max_tokens": 100000}),
+            json!({"max_completion_tokens": 10, "max_tokens": 100000}),
+            json!({"max_completion_tokens": 100000}),
+        ] {
+            let mut b = chat("hello");
+            for (k, v) in extra.as_object().unwrap() {
+                b[k] = v.clone();
+            }
+            assert_eq!(
+                planned(b.clone(), &strict, &cfg).0.unwrap_err().code,
+                "max_tokens_too_large",
+                "{extra}"
+            );
+            let p = planned(b, &record(), &cfg).0.unwrap();
+            let sent: Value = serde_json::from_str(&p.upstream_body).unwrap();
+            for f in ["max_tokens", "max_completion_tokens"] {
+                assert!(sent[f].as_u64().is_none_or(|n| n <= 500), "{extra}: {sent}");
+            }
+        }
         // n completions reserve n times the completion allowance.
         let mut b = chat("hello");
         b["max_tokens"] = 100.into();
@@ -719,6 +758,7 @@ mod tests {
             }),
             tokens: None,
             concurrency: None,
+            reserved: if allowed { 40 } else { 0 },
         }
     }
 
@@ -727,6 +767,7 @@ mod tests {
         let ask = LimitAsk {
             tier: Tier::default(),
             reserve: 42,
+            prompt: 2,
         };
         let a = admit(
             "k",
@@ -736,7 +777,8 @@ mod tests {
             LimiterFailure::Closed,
         );
         let res = a.result.unwrap().unwrap();
-        assert_eq!((res.reserved, res.lease_id.as_str()), (42, "rid"));
+        // What the limiter reserved (a bounded part of the ask) is what is settled later.
+        assert_eq!((res.reserved, res.lease_id.as_str()), (40, "rid"));
         assert!(a.headers.iter().any(|(k, _)| k == "ratelimit"));
 
         for (refusal, code) in [
@@ -778,9 +820,12 @@ mod tests {
             tier: Tier::default(),
             lease_id: "l".into(),
             reserved: 100,
+            prompt: 10,
         };
         assert_eq!(settle(&res, 40).used, 40);
-        assert_eq!(settle(&res, 400).used, 100);
+        // Overspending is charged, not forgiven.
+        assert_eq!(settle(&res, 400).used, 400);
+        assert_eq!(settle(&res, 400).prompt, 10);
         let mut log = RequestLog {
             response_bytes: 320,
             ..RequestLog::default()

@@ -34,7 +34,90 @@ pub const TESTS: &[crate::Test] = &[
         network_rate_limit_headers_agree,
     ),
     ("operator_mint_key_tooling", operator_mint_key_tooling),
+    (
+        "limits_max_tokens_clamped_by_default",
+        limits_max_tokens_clamped_by_default,
+    ),
+    (
+        "limits_large_allowances_do_not_starve_a_key",
+        limits_large_allowances_do_not_starve_a_key,
+    ),
 ];
+
+fn last_origin_body(ctx: &Ctx) -> Value {
+    let seen = request(ctx.mock.port, "GET", "/__mock/requests", &[], None).expect("mock");
+    let list = seen.json();
+    let last = list
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|x| x["body"].as_str())
+        .expect("a recorded request")
+        .to_string();
+    serde_json::from_str(&last).expect("json")
+}
+
+/// A client sending a coding-tool-sized max_tokens works: the origin receives the tier's cap
+/// and the response says so.
+fn limits_max_tokens_clamped_by_default(ctx: &Ctx) {
+    for extra in [
+        json!({"max_tokens": 64000}),
+        json!({"max_completion_tokens": null, "max_tokens": 100000}),
+        json!({"max_completion_tokens": 16000, "max_tokens": 100000}),
+    ] {
+        let mut body = scripted("hi", false, json!({}));
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = post(ctx, "/v1/chat/completions", &ctx.three_key, &body);
+        assert_eq!(r.status, 200, "{extra}: {}", r.text());
+        assert!(
+            r.header("x-edgeguard-max-tokens-clamped")
+                .is_some_and(|v| v.ends_with("-> 300")),
+            "{:?}",
+            r.headers
+        );
+        let sent = last_origin_body(ctx);
+        for f in ["max_tokens", "max_completion_tokens"] {
+            assert!(sent[f].as_u64().is_none_or(|n| n <= 300), "{extra}: {sent}");
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+}
+
+/// With the default-sized budget, many concurrent requests asking for 64,000 completion tokens
+/// and using a few dozen all run (reserving the whole allowance would allow 6 a minute).
+fn limits_large_allowances_do_not_starve_a_key(ctx: &Ctx) {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..24)
+        .map(|_| {
+            let port = ctx.gw.port;
+            let key = ctx.big_key.clone();
+            std::thread::spawn(move || {
+                let mut body = scripted("a short answer", true, json!({"delay_ms": 20}));
+                body["max_tokens"] = json!(64000);
+                let auth = format!("Bearer {key}");
+                request(
+                    port,
+                    "POST",
+                    "/v1/chat/completions",
+                    &[
+                        ("content-type", "application/json"),
+                        ("authorization", &auth),
+                    ],
+                    Some(body.to_string().as_bytes()),
+                )
+                .expect("request")
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap_or(0)).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    eprintln!(
+        "24 concurrent max_tokens=64000 requests served in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
 
 /// `scripts/mint-key` against a store of its own: limits and flags in the record, the store
 /// key printed for revocation, unknown flags and duplicate ids refused, disable and revoke.

@@ -42,16 +42,19 @@ pub struct Ctx {
     pub free_key: String,
     /// A key that does not trust its system messages (the default for real keys).
     pub untrusted_key: String,
-    /// A key on a tier of 60 requests a minute with a burst of 3.
+    /// A key on a tier of 60 requests a minute with a burst of 3, completions clamped to 300.
     pub three_key: String,
+    /// A key with the default-sized token budget (400,000 a minute, completions up to 128,000).
+    pub big_key: String,
 }
 
 /// Limit tiers for the tests; `default` is generous so that other tests never hit it.
 pub const TEST_TIERS: &str = r#"{"default": {"requests_per_minute": 100000, "burst": 100000, "concurrency": 1000, "tokens_per_minute": 100000000},
-  "ten": {"requests_per_minute": 10, "burst": 10, "max_tokens": 256},
+  "ten": {"requests_per_minute": 10, "burst": 10, "max_tokens": 256, "max_tokens_policy": "refuse"},
   "two": {"concurrency": 2},
   "budget": {"tokens_per_minute": 1000},
-  "three": {"requests_per_minute": 60, "burst": 3},
+  "three": {"requests_per_minute": 60, "burst": 3, "max_tokens": 300},
+  "big": {"tokens_per_minute": 400000, "max_tokens": 128000},
   "unlimited": {}}"#;
 
 impl Ctx {
@@ -172,6 +175,7 @@ fn main() {
     let free_key = format_key(&[9; 32]);
     let untrusted_key = format_key(&[10; 32]);
     let three_key = format_key(&[11; 32]);
+    let big_key = format_key(&[12; 32]);
     harness::seed_keys(
         &state,
         &[
@@ -211,6 +215,10 @@ fn main() {
             (
                 kv_key(&three_key),
                 key_record("k_three", json!({"tier": "three"})),
+            ),
+            (
+                kv_key(&big_key),
+                key_record("k_big", json!({"tier": "big"})),
             ),
             (
                 kv_key(&free_key),
@@ -290,6 +298,7 @@ fn main() {
         free_key,
         untrusted_key,
         three_key,
+        big_key,
     };
 
     let (mut passed, mut failed) = (0, 0);

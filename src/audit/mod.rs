@@ -29,6 +29,9 @@ pub struct RequestLog {
     pub response_bytes: usize,
     /// How the response ended: complete, blocked, truncated, malformed.
     pub outcome: Option<String>,
+    /// The completion limit the client asked for and the cap the origin received instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens_clamped: Option<(u64, u32)>,
     /// A configuration problem met while serving the request (for the operator).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,

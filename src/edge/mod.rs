@@ -230,6 +230,7 @@ async fn handle(
         l.inspect_ms += now_ms().saturating_sub(t0);
         plan?
     };
+    ex.extra.borrow_mut().extend(plan.headers.iter().cloned());
     let reservation = match &plan.limits {
         None => None,
         Some(ask) => acquire(env, cfg, &record.key_id, ask, ex).await?,

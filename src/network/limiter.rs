@@ -17,7 +17,11 @@ pub const AUTH_ROW: &str = "auth";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AcquireBody {
     pub tier: Tier,
+    /// The most the request may use (prompt plus its whole completion allowance).
     pub reserve_tokens: u32,
+    /// The estimated prompt part of it.
+    #[serde(default)]
+    pub prompt_tokens: u32,
     pub lease_id: String,
     pub lease_ttl_ms: f64,
 }
@@ -29,6 +33,9 @@ pub struct ReleaseBody {
     pub lease_id: String,
     pub reserved: u32,
     pub used: u32,
+    /// The estimated prompt, so the key's average completion can be kept.
+    #[serde(default)]
+    pub prompt: u32,
 }
 
 /// Why the object cannot answer.
@@ -113,6 +120,7 @@ pub fn handle(
                 now,
                 tier: b.tier,
                 reserve_tokens: b.reserve_tokens,
+                prompt_tokens: b.prompt_tokens,
                 lease_id: b.lease_id,
                 lease_ttl_ms: b.lease_ttl_ms,
             });
@@ -126,7 +134,7 @@ pub fn handle(
         "/release" => {
             let b: ReleaseBody = serde_json::from_slice(body).map_err(bad)?;
             let mut s: KeyState = decode(KEY_ROW, stored)?;
-            s.release(now, &b.tier, &b.lease_id, b.reserved, b.used);
+            s.release(now, &b.tier, &b.lease_id, b.reserved, b.used, b.prompt);
             Ok(Handled {
                 row: KEY_ROW,
                 alarm_at: None,
@@ -174,6 +182,7 @@ mod tests {
         serde_json::to_vec(&AcquireBody {
             tier: tier(),
             reserve_tokens: 0,
+            prompt_tokens: 0,
             lease_id: lease.into(),
             lease_ttl_ms: 1000.0,
         })
@@ -194,6 +203,7 @@ mod tests {
             lease_id: "a".into(),
             reserved: 0,
             used: 0,
+            prompt: 0,
         })
         .unwrap();
         let r = handle("/release", &release, Some(&b.state), 2.0).unwrap();

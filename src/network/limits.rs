@@ -21,9 +21,21 @@ pub struct Tier {
     /// LLM tokens (prompt + completion) per minute.
     #[serde(default)]
     pub tokens_per_minute: Option<u32>,
-    /// Completion tokens reserved when a request names no `max_tokens` (and the most it may ask).
+    /// The most completion tokens a request may ask for (and its allowance when it names none).
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// What happens to a request asking for more than `max_tokens`: `clamp` (default: the
+    /// origin receives the cap) or `refuse` (400 `max_tokens_too_large`).
+    #[serde(default)]
+    pub max_tokens_policy: Option<MaxTokensPolicy>,
+}
+
+/// What happens to a request asking for more completion tokens than its tier allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensPolicy {
+    Clamp,
+    Refuse,
 }
 
 impl Tier {
@@ -35,6 +47,7 @@ impl Tier {
             concurrency: o.concurrency.or(self.concurrency),
             tokens_per_minute: o.tokens_per_minute.or(self.tokens_per_minute),
             max_tokens: o.max_tokens.or(self.max_tokens),
+            max_tokens_policy: o.max_tokens_policy.or(self.max_tokens_policy),
         }
     }
 
@@ -59,15 +72,30 @@ pub struct KeyState {
     pub tokens_init: bool,
     /// Open concurrency leases: (id, expiry).
     pub leases: Vec<(String, f64)>,
+    /// Moving average of the completion tokens this key's requests used (0: none seen yet).
+    #[serde(default)]
+    pub completion_avg: f64,
 }
+
+/// The least completion allowance reserved for a request, whatever the key's history.
+pub const COMPLETION_FLOOR: u32 = 1024;
+/// A request reserves this many times the key's average completion (or the floor), never more
+/// than it may use.
+pub const COMPLETION_MARGIN: f64 = 2.0;
+/// Weight of the newest completion in the moving average.
+const AVERAGE_WEIGHT: f64 = 0.2;
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ask {
     pub now: f64,
     pub tier: Tier,
-    /// Tokens to reserve (estimated prompt + completion allowance).
+    /// The most the request may use: estimated prompt plus its whole completion allowance
+    /// (`max_tokens` times `n`).
     pub reserve_tokens: u32,
+    /// The estimated prompt part of `reserve_tokens`.
+    #[serde(default)]
+    pub prompt_tokens: u32,
     /// The lease's id and how long it lives without a release.
     pub lease_id: String,
     pub lease_ttl_ms: f64,
@@ -117,6 +145,9 @@ pub struct Decision {
     pub requests: Option<Quota>,
     pub tokens: Option<Quota>,
     pub concurrency: Option<Quota>,
+    /// Tokens reserved for the request (settled when it ends).
+    #[serde(default)]
+    pub reserved: u32,
 }
 
 impl KeyState {
@@ -150,6 +181,7 @@ impl KeyState {
             requests: None,
             tokens: None,
             concurrency: None,
+            reserved: 0,
         };
 
         // Request rate: GCRA with emission interval T and burst tolerance.
@@ -198,7 +230,7 @@ impl KeyState {
         // Token budget: a bucket refilled continuously to `tokens_per_minute`.
         if let Some(tpm) = t.tokens_per_minute {
             self.refill(now, tpm);
-            let want = f64::from(ask.reserve_tokens);
+            let want = f64::from(self.reservation(ask));
             if d.allowed && want > f64::from(tpm) {
                 d.allowed = false;
                 d.refusal = Some(Refusal::TokensTooLarge);
@@ -230,21 +262,55 @@ impl KeyState {
                     .push((ask.lease_id.clone(), now + ask.lease_ttl_ms));
             }
             if t.tokens_per_minute.is_some() {
-                self.tokens -= f64::from(ask.reserve_tokens);
+                d.reserved = self.reservation(ask);
+                self.tokens -= f64::from(d.reserved);
             }
         }
         d
     }
 
-    /// Ends a request: closes its lease and returns the part of its reservation it did not use
-    /// (`used` is what the origin reported, or an estimate).
-    pub fn release(&mut self, now: f64, tier: &Tier, lease_id: &str, reserved: u32, used: u32) {
+    /// What a request reserves: its prompt plus a bounded estimate of its completion (twice the
+    /// key's average completion, at least [`COMPLETION_FLOOR`]), never more than it may use.
+    /// Reserving the whole `max_tokens` would let a client that asks for 64,000 and uses 300
+    /// start only a handful of requests a minute.
+    pub fn reservation(&self, ask: &Ask) -> u32 {
+        let allowance = ask.reserve_tokens.saturating_sub(ask.prompt_tokens);
+        let estimate = (self.completion_avg * COMPLETION_MARGIN)
+            .ceil()
+            .max(f64::from(COMPLETION_FLOOR));
+        let estimate = if estimate >= f64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            estimate as u32
+        };
+        ask.prompt_tokens.saturating_add(allowance.min(estimate))
+    }
+
+    /// Ends a request: closes its lease and settles its reservation with what it used (`used`
+    /// is what the origin reported, or an estimate). Unused tokens come back; tokens used
+    /// beyond the reservation are charged, so the bucket may go below zero and the key waits
+    /// until it refills. The completion part (`used - prompt`) feeds the key's average.
+    pub fn release(
+        &mut self,
+        now: f64,
+        tier: &Tier,
+        lease_id: &str,
+        reserved: u32,
+        used: u32,
+        prompt: u32,
+    ) {
         self.leases.retain(|(id, _)| id != lease_id);
         self.expire_leases(now);
         if let Some(tpm) = tier.tokens_per_minute {
             self.refill(now, tpm);
             let refund = f64::from(reserved) - f64::from(used);
             self.tokens = (self.tokens + refund).min(f64::from(tpm));
+            let completion = f64::from(used.saturating_sub(prompt));
+            self.completion_avg = if self.completion_avg == 0.0 {
+                completion
+            } else {
+                self.completion_avg * (1.0 - AVERAGE_WEIGHT) + completion * AVERAGE_WEIGHT
+            };
         }
     }
 
@@ -326,6 +392,7 @@ mod tests {
             now,
             tier,
             reserve_tokens: reserve,
+            prompt_tokens: 0,
             lease_id: id.into(),
             lease_ttl_ms: 60_000.0,
         }
@@ -369,7 +436,7 @@ mod tests {
         assert!(s.acquire(&ask(0.0, t, 0, "b")).allowed);
         let d = s.acquire(&ask(0.0, t, 0, "c"));
         assert_eq!(d.refusal, Some(Refusal::Concurrency));
-        s.release(1.0, &t, "a", 0, 0);
+        s.release(1.0, &t, "a", 0, 0, 0);
         assert!(s.acquire(&ask(2.0, t, 0, "c")).allowed);
         // An abandoned lease expires.
         assert!(!s.acquire(&ask(3.0, t, 0, "d")).allowed);
@@ -393,7 +460,7 @@ mod tests {
             s.acquire(&ask(0.0, t, 600, "b")).refusal,
             Some(Refusal::Tokens)
         );
-        s.release(0.0, &t, "a", 600, 20);
+        s.release(0.0, &t, "a", 600, 20, 0);
         assert!(s.acquire(&ask(0.0, t, 600, "b")).allowed);
     }
 
@@ -418,6 +485,76 @@ mod tests {
     }
 
     proptest! {
+        /// Reservations are estimates, so a key can overspend, but by a bounded amount: every
+        /// token used is accounted for (used + still reserved = start + refill - bucket), and
+        /// the bucket never sinks below minus the overshoot of the requests in flight together
+        /// (at most `concurrency` x (allowance - floor)). Over a run of length T the key uses
+        /// at most budget x (1 + T / 1 min) plus that overshoot.
+        #[test]
+        fn overspending_is_bounded(
+            steps in prop::collection::vec((0u32..4000, 0u32..3, 0u32..64_000, 0u32..3000), 1..200),
+            tpm in 10_000u32..400_000,
+            concurrency in 1u32..6,
+        ) {
+            let allowance = 64_000u32;
+            let t = Tier {
+                tokens_per_minute: Some(tpm),
+                concurrency: Some(concurrency),
+                ..Tier::default()
+            };
+            let mut s = KeyState::default();
+            let mut now = 0.0;
+            let mut in_flight: Vec<(String, u32, u32)> = Vec::new(); // (id, reserved, prompt)
+            let mut used_total = 0f64;
+            for (i, (gap, op, completion, prompt)) in steps.into_iter().enumerate() {
+                now += f64::from(gap);
+                if op == 0 || in_flight.is_empty() {
+                    let id = i.to_string();
+                    let a = Ask {
+                        now,
+                        tier: t,
+                        reserve_tokens: prompt + allowance,
+                        prompt_tokens: prompt,
+                        lease_id: id.clone(),
+                        lease_ttl_ms: 1e12,
+                    };
+                    let d = s.acquire(&a);
+                    if d.allowed {
+                        prop_assert!(d.reserved <= prompt + allowance);
+                        in_flight.push((id, d.reserved, prompt));
+                    }
+                } else {
+                    let (id, reserved, prompt) = in_flight.remove(0);
+                    let used = prompt + completion.min(allowance);
+                    s.release(now, &t, &id, reserved, used, prompt);
+                    used_total += f64::from(used);
+                }
+                let max_overshoot = f64::from(concurrency) * f64::from(allowance - COMPLETION_FLOOR);
+                prop_assert!(s.tokens >= -max_overshoot - 1e-6, "bucket {} below -{max_overshoot}", s.tokens);
+                let reserved_now: f64 = in_flight.iter().map(|(_, r, _)| f64::from(*r)).sum();
+                let bound = f64::from(tpm) * (1.0 + now / MINUTE_MS);
+                prop_assert!(
+                    used_total + reserved_now <= bound - s.tokens.min(0.0) + 1e-6,
+                    "used {used_total} + reserved {reserved_now} over {bound} + debt {}", -s.tokens.min(0.0)
+                );
+            }
+        }
+
+        /// Many large-allowance requests with small real use do not starve a key.
+        #[test]
+        fn small_answers_do_not_starve(n in 20usize..60) {
+            let t = Tier { tokens_per_minute: Some(400_000), ..Tier::default() };
+            let mut s = KeyState::default();
+            for i in 0..n {
+                let id = i.to_string();
+                let a = Ask { now: f64::from(i as u32), tier: t, reserve_tokens: 64_100, prompt_tokens: 100,
+                              lease_id: id.clone(), lease_ttl_ms: 1e9 };
+                let d = s.acquire(&a);
+                prop_assert!(d.allowed, "request {i} refused");
+                s.release(f64::from(i as u32), &t, &id, d.reserved, 400, 100);
+            }
+        }
+
         /// Retry-After is exact: a request refused for its rate is allowed once the time it
         /// names has passed (and not a millisecond before), and the headers agree with it.
         #[test]
@@ -481,7 +618,7 @@ mod tests {
                     }
                 } else {
                     let id = open.remove(pick % open.len());
-                    s.release(i as f64, &t, &id, 0, 0);
+                    s.release(i as f64, &t, &id, 0, 0, 0);
                 }
                 prop_assert!(open.len() as u32 <= max);
                 prop_assert_eq!(s.leases.len(), open.len());
@@ -497,7 +634,7 @@ mod tests {
             for (i, (want, release)) in asks.iter().enumerate() {
                 if *release && !outstanding.is_empty() {
                     let (id, r) = outstanding.remove(0);
-                    s.release(0.0, &t, &id, r, r / 2);
+                    s.release(0.0, &t, &id, r, r / 2, 0);
                 }
                 let id = format!("t{i}");
                 if s.acquire(&ask(0.0, t, *want, &id)).allowed {

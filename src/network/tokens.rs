@@ -55,6 +55,17 @@ pub fn completion_limits(wire: &dyn Wire, body: &Map<String, Value>) -> Vec<u64>
         .collect()
 }
 
+/// Lowers every completion limit the request sets above `cap` to `cap`.
+pub fn clamp_completion(wire: &dyn Wire, body: &mut Map<String, Value>, cap: u32) {
+    for k in wire.completion_limit_fields() {
+        if let Some(v) = body.get_mut(*k) {
+            if v.as_u64().is_some_and(|n| n > u64::from(cap)) {
+                *v = Value::from(cap);
+            }
+        }
+    }
+}
+
 /// How many completions the request asks for (`n`, default 1).
 pub fn choices(body: &Map<String, Value>) -> u32 {
     body.get("n")
