@@ -48,11 +48,78 @@ pub enum InjectionAction {
     Off,
 }
 
+/// An AI origin: where a protocol's requests go and how the gateway authenticates there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub url: String,
+    pub auth: OriginAuth,
+    pub api_key: String,
+    /// Query parameters of the client's request forwarded to this origin (exact names).
+    pub query: Vec<String>,
+}
+
+/// One entry of `ORIGINS`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OriginSpec {
+    url: String,
+    #[serde(default)]
+    auth: Option<String>,
+    /// The name of the secret holding the credential.
+    secret: String,
+    #[serde(default)]
+    query: Option<Vec<String>>,
+}
+
+fn check_url(setting: &'static str, url: &str) -> Result<String, ConfigError> {
+    let url = url.trim().trim_end_matches('/').to_string();
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+        return Err(err(setting, "must be an http(s) URL"));
+    }
+    Ok(url)
+}
+
+fn check_secret(
+    setting: &'static str,
+    name: &str,
+    value: Option<String>,
+) -> Result<String, ConfigError> {
+    let v = value.filter(|k| !k.trim().is_empty()).ok_or_else(|| {
+        err(
+            setting,
+            format!("secret {name} is missing (set it with `wrangler secret put {name}`)"),
+        )
+    })?;
+    if v.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        return Err(err(
+            setting,
+            format!("secret {name} holds characters not allowed in a header"),
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_auth(setting: &'static str, v: Option<&str>) -> Result<OriginAuth, ConfigError> {
+    match v.map(str::trim) {
+        None | Some("bearer") => Ok(OriginAuth::Bearer),
+        Some("x-api-key") => Ok(OriginAuth::XApiKey),
+        Some(other) => Err(err(
+            setting,
+            format!("auth must be bearer or x-api-key, got {other:?}"),
+        )),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub origin_url: String,
     pub origin_api_key: String,
     pub origin_auth: OriginAuth,
+    /// Query parameters forwarded to the default origin (`ORIGIN_QUERY_PARAMS`).
+    pub origin_query: Vec<String>,
+    /// Per-protocol origins (`ORIGINS`, keys `openai` and `anthropic`); a protocol without one
+    /// goes to the default origin.
+    pub origins: BTreeMap<String, Origin>,
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
     pub upstream_timeout_ms: u64,
@@ -216,6 +283,32 @@ impl Config {
                 format!("{h:?} is not a hex SHA-256"),
             ));
         }
+        let origin_query = match get("ORIGIN_QUERY_PARAMS") {
+            None => vec!["api-version".to_string()],
+            Some(_) => json_list(get, "ORIGIN_QUERY_PARAMS")?,
+        };
+        let mut origins = BTreeMap::new();
+        if let Some(v) = get("ORIGINS").filter(|v| !v.trim().is_empty()) {
+            let specs: BTreeMap<String, OriginSpec> =
+                serde_json::from_str(&v).map_err(|e| err("ORIGINS", format!("invalid: {e}")))?;
+            for (name, spec) in specs {
+                if !matches!(name.as_str(), "openai" | "anthropic") {
+                    return Err(err(
+                        "ORIGINS",
+                        format!("unknown origin {name:?} (openai, anthropic)"),
+                    ));
+                }
+                let origin = Origin {
+                    url: check_url("ORIGINS", &spec.url)?,
+                    auth: parse_auth("ORIGINS", spec.auth.as_deref())?,
+                    api_key: check_secret("ORIGINS", &spec.secret, get(&spec.secret))?,
+                    query: spec
+                        .query
+                        .unwrap_or_else(|| vec!["api-version".to_string()]),
+                };
+                origins.insert(name, origin);
+            }
+        }
         let pass_through_paths = json_list(get, "PASS_THROUGH_PATHS")?
             .iter()
             .map(|p| PassThrough::parse(p))
@@ -327,6 +420,8 @@ impl Config {
             origin_url,
             origin_api_key,
             origin_auth,
+            origin_query,
+            origins,
             max_body_bytes: number(get, "MAX_BODY_BYTES", 1 << 20, 1024, 32 << 20)?,
             max_json_depth: number(get, "MAX_JSON_DEPTH", 32, 4, 128)?,
             upstream_timeout_ms: number(get, "UPSTREAM_TIMEOUT_MS", 30_000, 100, 600_000)?,
@@ -347,6 +442,19 @@ impl Config {
 }
 
 impl Config {
+    /// The origin a protocol's requests go to (`None`: pass-through paths, the default origin).
+    pub fn origin_for(&self, name: Option<&str>) -> Origin {
+        if let Some(o) = name.and_then(|n| self.origins.get(n)) {
+            return o.clone();
+        }
+        Origin {
+            url: self.origin_url.clone(),
+            auth: self.origin_auth,
+            api_key: self.origin_api_key.clone(),
+            query: self.origin_query.clone(),
+        }
+    }
+
     /// The limits for a key: its tier (or `default`), with the key's own overrides on top.
     /// A key naming a tier that does not exist gets `None`: it fails closed.
     pub fn limits_for(&self, tier: &str, overrides: Option<&Tier>) -> Option<Tier> {

@@ -353,13 +353,18 @@ pub struct OriginRequest {
     pub headers: Vec<(String, String)>,
 }
 
-/// Builds the origin request for `path` from the client's headers (looked up by name).
+/// Builds the origin request for `path` (and the client's query string, of which only the
+/// origin's allowed parameters cross) from the client's headers (looked up by name). The
+/// protocol picks the origin; `None` (pass-through paths) means the default origin.
 pub fn origin_request(
     cfg: &Config,
+    protocol: Option<Protocol>,
     path: &str,
+    query: Option<&str>,
     client_header: &dyn Fn(&str) -> Option<String>,
     has_body: bool,
 ) -> OriginRequest {
+    let origin = cfg.origin_for(protocol.map(|p| p.wire().origin()));
     let mut headers: Vec<(String, String)> = protocol::FORWARDED_REQUEST_HEADERS
         .iter()
         .filter_map(|n| client_header(n).map(|v| (n.to_string(), v)))
@@ -369,21 +374,28 @@ pub fn origin_request(
         "user-agent".into(),
         concat!("edgeguard/", env!("CARGO_PKG_VERSION")).into(),
     ));
-    headers.push(match cfg.origin_auth {
-        OriginAuth::Bearer => (
-            "authorization".into(),
-            format!("Bearer {}", cfg.origin_api_key),
-        ),
-        OriginAuth::XApiKey => ("x-api-key".into(), cfg.origin_api_key.clone()),
+    headers.push(match origin.auth {
+        OriginAuth::Bearer => ("authorization".into(), format!("Bearer {}", origin.api_key)),
+        OriginAuth::XApiKey => ("x-api-key".into(), origin.api_key.clone()),
     });
     if has_body {
         headers.retain(|(n, _)| n != "content-type");
         headers.push(("content-type".into(), "application/json".into()));
     }
-    OriginRequest {
-        url: format!("{}{}", cfg.origin_url, path),
-        headers,
-    }
+    let kept: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            !name.is_empty() && origin.query.iter().any(|q| q == name)
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        format!("{}{}", origin.url, path)
+    } else {
+        format!("{}{}?{}", origin.url, path, kept.join("&"))
+    };
+    OriginRequest { url, headers }
 }
 
 /// What the gateway does with the origin's answer, by status and content type.
@@ -850,8 +862,19 @@ mod tests {
             "content-type" => Some("text/plain".to_string()),
             _ => None,
         };
-        let r = origin_request(&cfg, "/v1/chat/completions", &client, true);
-        assert_eq!(r.url, "http://127.0.0.1:9000/v1/chat/completions");
+        let r = origin_request(
+            &cfg,
+            Some(Protocol::OpenAiChat),
+            "/v1/chat/completions",
+            Some("api-version=2024-10-21&debug=1&api-version-x=2"),
+            &client,
+            true,
+        );
+        // Only the allowed query parameter crosses, exactly as sent.
+        assert_eq!(
+            r.url,
+            "http://127.0.0.1:9000/v1/chat/completions?api-version=2024-10-21"
+        );
         let get = |n: &str| {
             r.headers
                 .iter()
@@ -863,7 +886,7 @@ mod tests {
         assert_eq!(get("content-type"), Some("application/json"));
         assert_eq!(get("cookie"), None);
         let cfg = config(&[("ORIGIN_AUTH", "x-api-key")]);
-        let r = origin_request(&cfg, "/v1/messages", &client, false);
+        let r = origin_request(&cfg, None, "/v1/messages", None, &client, false);
         assert!(r
             .headers
             .iter()
@@ -882,6 +905,60 @@ mod tests {
             OriginAnswer::Stream
         );
         assert_eq!(origin_answer(200, "application/json"), OriginAnswer::Whole);
+    }
+
+    #[test]
+    fn one_deployment_fronts_two_origins() {
+        let cfg = config(&[
+            (
+                "ORIGINS",
+                r#"{"openai": {"url": "https://oa.example/", "secret": "OA_KEY"},
+                    "anthropic": {"url": "https://an.example", "auth": "x-api-key", "secret": "AN_KEY", "query": []}}"#,
+            ),
+            ("OA_KEY", "sk-oa"),
+            ("AN_KEY", "sk-an"),
+        ]);
+        let none = |_: &str| None;
+        let r = origin_request(
+            &cfg,
+            Some(Protocol::OpenAiResponses),
+            "/v1/responses",
+            None,
+            &none,
+            true,
+        );
+        assert_eq!(r.url, "https://oa.example/v1/responses");
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == "Bearer sk-oa"));
+        let r = origin_request(
+            &cfg,
+            Some(Protocol::AnthropicMessages),
+            "/v1/messages",
+            Some("api-version=1"),
+            &none,
+            true,
+        );
+        assert_eq!(r.url, "https://an.example/v1/messages");
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-api-key" && v == "sk-an"));
+        assert!(!r.headers.iter().any(|(k, _)| k == "authorization"));
+        // Pass-through paths go to the default origin.
+        let r = origin_request(&cfg, None, "/v1/models", None, &none, false);
+        assert_eq!(r.url, "http://127.0.0.1:9000/v1/models");
+        // A named secret that is not set fails closed, naming the setting.
+        let mut m: HashMap<String, String> = HashMap::new();
+        m.insert("ORIGIN_URL".into(), "http://127.0.0.1:9000".into());
+        m.insert("ORIGIN_API_KEY".into(), "k".into());
+        m.insert(
+            "ORIGINS".into(),
+            r#"{"openai": {"url": "https://x.example", "secret": "NOPE"}}"#.into(),
+        );
+        let e = Config::from_lookup(&|k| m.get(k).cloned()).unwrap_err();
+        assert_eq!(e.setting, "ORIGINS");
     }
 
     #[test]

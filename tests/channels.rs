@@ -29,7 +29,8 @@ struct Channel {
     /// Events before the text (a block start), the event for one piece, events after.
     start: fn() -> Vec<String>,
     piece: fn(&str) -> String,
-    end: fn() -> Vec<String>,
+    /// Events after the text; they may repeat the whole text (Responses `.done` events).
+    end: fn(&str) -> Vec<String>,
     read: fn(&Value) -> Option<String>,
 }
 
@@ -96,14 +97,179 @@ fn an_delta(v: &Value, kind: &str, field: &str) -> Option<String> {
         .flatten()
 }
 
+fn rs(v: Value) -> String {
+    let name = v["type"].as_str().unwrap_or("message").to_string();
+    format!("event: {name}\ndata: {v}\n\n")
+}
+
+fn rs_created() -> String {
+    rs(
+        json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_1",
+        "object": "response", "created_at": 1, "status": "in_progress", "model": "gpt-5",
+        "output": [], "usage": null}}),
+    )
+}
+
+fn rs_completed(item: Value) -> String {
+    rs(
+        json!({"type": "response.completed", "response": {"id": "resp_1", "object": "response",
+        "created_at": 1, "status": "completed", "model": "gpt-5", "output": [item],
+        "usage": {"input_tokens": 5, "output_tokens": 9, "total_tokens": 14}}}),
+    )
+}
+
+fn rs_message_start(part: &str) -> Vec<String> {
+    vec![
+        rs_created(),
+        rs(
+            json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "message",
+            "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+        rs(
+            json!({"type": "response.content_part.added", "item_id": "msg_1", "output_index": 0,
+            "content_index": 0, "part": {"type": part, part_field(part): "", "annotations": []}}),
+        ),
+    ]
+}
+
+fn part_field(part: &str) -> &'static str {
+    if part == "refusal" {
+        "refusal"
+    } else {
+        "text"
+    }
+}
+
+fn rs_message_end(part: &str, done: &str, text: &str) -> Vec<String> {
+    let f = part_field(part);
+    let full = json!({"type": part, f: text});
+    let item = json!({"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+        "content": [full.clone()]});
+    vec![
+        rs(
+            json!({"type": done, "item_id": "msg_1", "output_index": 0, "content_index": 0, f: text}),
+        ),
+        rs(
+            json!({"type": "response.content_part.done", "item_id": "msg_1", "output_index": 0,
+            "content_index": 0, "part": full}),
+        ),
+        rs(json!({"type": "response.output_item.done", "output_index": 0, "item": item.clone()})),
+        rs_completed(item),
+    ]
+}
+
+fn rs_read(v: &Value, kind: &str) -> Option<String> {
+    (v["type"] == kind)
+        .then(|| v["delta"].as_str().map(String::from))
+        .flatten()
+}
+
 fn channels() -> Vec<Channel> {
     vec![
+        Channel {
+            name: "responses output_text.delta",
+            protocol: Protocol::OpenAiResponses,
+            start: || rs_message_start("output_text"),
+            piece: |t| {
+                rs(
+                    json!({"type": "response.output_text.delta", "item_id": "msg_1",
+                          "output_index": 0, "content_index": 0, "delta": t}),
+                )
+            },
+            end: |text| rs_message_end("output_text", "response.output_text.done", text),
+            read: |v| rs_read(v, "response.output_text.delta"),
+        },
+        Channel {
+            name: "responses refusal.delta",
+            protocol: Protocol::OpenAiResponses,
+            start: || rs_message_start("refusal"),
+            piece: |t| {
+                rs(json!({"type": "response.refusal.delta", "item_id": "msg_1",
+                          "output_index": 0, "content_index": 0, "delta": t}))
+            },
+            end: |text| rs_message_end("refusal", "response.refusal.done", text),
+            read: |v| rs_read(v, "response.refusal.delta"),
+        },
+        Channel {
+            name: "responses function_call_arguments.delta",
+            protocol: Protocol::OpenAiResponses,
+            start: || {
+                vec![
+                    rs_created(),
+                    rs(
+                        json!({"type": "response.output_item.added", "output_index": 0, "item": {
+                        "type": "function_call", "id": "fc_1", "call_id": "call_1",
+                        "name": "lookup", "arguments": "", "status": "in_progress"}}),
+                    ),
+                ]
+            },
+            piece: |t| {
+                rs(
+                    json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1",
+                          "output_index": 0, "delta": t}),
+                )
+            },
+            end: |text| {
+                let item = json!({"type": "function_call", "id": "fc_1", "call_id": "call_1",
+                    "name": "lookup", "arguments": text, "status": "completed"});
+                vec![
+                    rs(
+                        json!({"type": "response.function_call_arguments.done", "item_id": "fc_1",
+                              "output_index": 0, "arguments": text}),
+                    ),
+                    rs(
+                        json!({"type": "response.output_item.done", "output_index": 0, "item": item.clone()}),
+                    ),
+                    rs_completed(item),
+                ]
+            },
+            read: |v| rs_read(v, "response.function_call_arguments.delta"),
+        },
+        Channel {
+            name: "responses reasoning_summary_text.delta",
+            protocol: Protocol::OpenAiResponses,
+            start: || {
+                vec![
+                    rs_created(),
+                    rs(
+                        json!({"type": "response.output_item.added", "output_index": 0, "item": {
+                        "type": "reasoning", "id": "rs_1", "summary": []}}),
+                    ),
+                    rs(
+                        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1",
+                              "output_index": 0, "summary_index": 0,
+                              "part": {"type": "summary_text", "text": ""}}),
+                    ),
+                ]
+            },
+            piece: |t| {
+                rs(
+                    json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1",
+                          "output_index": 0, "summary_index": 0, "delta": t}),
+                )
+            },
+            end: |text| {
+                let item = json!({"type": "reasoning", "id": "rs_1",
+                    "summary": [{"type": "summary_text", "text": text}]});
+                vec![
+                    rs(
+                        json!({"type": "response.reasoning_summary_text.done", "item_id": "rs_1",
+                              "output_index": 0, "summary_index": 0, "text": text}),
+                    ),
+                    rs(
+                        json!({"type": "response.output_item.done", "output_index": 0, "item": item.clone()}),
+                    ),
+                    rs_completed(item),
+                ]
+            },
+            read: |v| rs_read(v, "response.reasoning_summary_text.delta"),
+        },
         Channel {
             name: "openai delta.content",
             protocol: Protocol::OpenAiChat,
             start: || vec![oa(json!({"role": "assistant", "content": ""}))],
             piece: |t| oa(json!({ "content": t })),
-            end: oa_end,
+            end: |_| oa_end(),
             read: |v| delta(v)?.get("content")?.as_str().map(String::from),
         },
         Channel {
@@ -111,7 +277,7 @@ fn channels() -> Vec<Channel> {
             protocol: Protocol::OpenAiChat,
             start: Vec::new,
             piece: |t| oa(json!({"content": [{"type": "text", "text": t}]})),
-            end: oa_end,
+            end: |_| oa_end(),
             read: |v| {
                 let parts = delta(v)?.get("content")?;
                 match parts {
@@ -130,7 +296,7 @@ fn channels() -> Vec<Channel> {
             protocol: Protocol::OpenAiChat,
             start: Vec::new,
             piece: |t| oa(json!({ "refusal": t })),
-            end: oa_end,
+            end: |_| oa_end(),
             read: |v| delta(v)?.get("refusal")?.as_str().map(String::from),
         },
         Channel {
@@ -138,7 +304,7 @@ fn channels() -> Vec<Channel> {
             protocol: Protocol::OpenAiChat,
             start: Vec::new,
             piece: |t| oa(json!({ "reasoning_content": t })),
-            end: oa_end,
+            end: |_| oa_end(),
             read: |v| {
                 delta(v)?
                     .get("reasoning_content")?
@@ -151,7 +317,7 @@ fn channels() -> Vec<Channel> {
             protocol: Protocol::OpenAiChat,
             start: Vec::new,
             piece: |t| oa(json!({ "reasoning": t })),
-            end: oa_end,
+            end: |_| oa_end(),
             read: |v| delta(v)?.get("reasoning")?.as_str().map(String::from),
         },
         Channel {
@@ -164,7 +330,7 @@ fn channels() -> Vec<Channel> {
                 )]
             },
             piece: |t| oa(json!({"tool_calls": [{"index": 0, "function": {"arguments": t}}]})),
-            end: oa_end,
+            end: |_| oa_end(),
             read: |v| {
                 delta(v)?
                     .pointer("/tool_calls/0/function/arguments")?
@@ -181,7 +347,7 @@ fn channels() -> Vec<Channel> {
                 )]
             },
             piece: |t| oa(json!({"function_call": {"arguments": t}})),
-            end: oa_end,
+            end: |_| oa_end(),
             read: |v| {
                 delta(v)?
                     .pointer("/function_call/arguments")?
@@ -194,7 +360,7 @@ fn channels() -> Vec<Channel> {
             protocol: Protocol::OpenAiChat,
             start: Vec::new,
             piece: |t| oa(json!({"audio": {"id": "audio_1", "transcript": t}})),
-            end: oa_end,
+            end: |_| oa_end(),
             read: |v| {
                 delta(v)?
                     .pointer("/audio/transcript")?
@@ -213,7 +379,7 @@ fn channels() -> Vec<Channel> {
                            "delta": {"type": "text_delta", "text": t}}),
                 )
             },
-            end: an_end,
+            end: |_| an_end(),
             read: |v| {
                 an_delta(v, "text_delta", "text").or_else(|| {
                     v.pointer("/content_block/text")
@@ -233,7 +399,7 @@ fn channels() -> Vec<Channel> {
                            "delta": {"type": "thinking_delta", "thinking": t}}),
                 )
             },
-            end: || {
+            end: |_| {
                 let mut v = vec![an(
                     "content_block_delta",
                     json!({"type": "content_block_delta", "index": 0,
@@ -260,7 +426,7 @@ fn channels() -> Vec<Channel> {
                            "delta": {"type": "input_json_delta", "partial_json": t}}),
                 )
             },
-            end: an_end,
+            end: |_| an_end(),
             read: |v| an_delta(v, "input_json_delta", "partial_json"),
         },
     ]
@@ -295,7 +461,7 @@ fn stream(ch: &Channel, text: &str, cuts: &[usize], byte_cuts: &[usize]) -> (Vec
     for p in pieces(text, cuts) {
         wire.push_str(&(ch.piece)(&p));
     }
-    for e in (ch.end)() {
+    for e in (ch.end)(text) {
         wire.push_str(&e);
     }
     let s = scanner();
@@ -700,8 +866,11 @@ fn logprobs_cannot_rebuild_a_redacted_value() {
 #[test]
 fn thinking_is_flushed_as_thinking_before_its_signature() {
     let s = scanner();
-    let ch = &channels()[9];
-    assert_eq!(ch.name, "anthropic thinking_delta");
+    let ch = channels()
+        .into_iter()
+        .find(|c| c.name == "anthropic thinking_delta")
+        .unwrap();
+    let ch = &ch;
     let (out, outcome) = stream(ch, "I think the answer is forty two", &[5, 12, 20], &[]);
     assert_eq!(outcome, Outcome::Complete);
     let evs = events(&out);
@@ -724,4 +893,88 @@ fn thinking_is_flushed_as_thinking_before_its_signature() {
         .iter()
         .any(|v| v["delta"]["thinking"] == "" || v["delta"]["text"] == ""));
     let _ = s;
+}
+
+/// Responses: a whole body's every channel, and items outside the schema dropped with the
+/// rest renumbered so a client indexing its snapshot by `output_index` stays consistent.
+#[test]
+fn responses_whole_and_renumbered() {
+    let s = scanner();
+    let planted = format!("before {SECRET} middle {EMAIL} after");
+    let want = "before [REDACTED:aws_access_key] middle [REDACTED:email] after";
+    let body = json!({"id": "resp_1", "object": "response", "created_at": 1, "status": "completed",
+        "model": "gpt-5", "future_field": SECRET, "usage": {"input_tokens": 1, "output_tokens": 2},
+        "output": [
+            {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"query": planted}},
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": planted}]},
+            {"type": "function_call", "id": "fc_1", "call_id": "c", "name": "lookup", "arguments": planted},
+            {"type": "message", "id": "m", "role": "assistant", "status": "completed", "content": [
+                {"type": "output_text", "text": planted, "annotations": [{"type": "url_citation",
+                 "url": format!("https://x.io/{EMAIL}"), "title": "t", "start_index": 0, "end_index": 1}]},
+                {"type": "refusal", "refusal": planted}]}]});
+    let r = filter_json(
+        &s,
+        Protocol::OpenAiResponses,
+        body.to_string().as_bytes(),
+        None,
+    )
+    .unwrap();
+    assert_clean("responses whole", &r.body, SECRET);
+    assert_clean("responses whole", &r.body, EMAIL);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    let out = v["output"].as_array().unwrap();
+    assert_eq!(out.len(), 3, "the built-in tool call is dropped");
+    assert_eq!(out[0]["summary"][0]["text"], want);
+    assert_eq!(out[1]["arguments"], want);
+    assert_eq!(out[2]["content"][0]["text"], want);
+    assert_eq!(out[2]["content"][1]["refusal"], want);
+
+    // Streamed: the dropped item's events vanish and the message is announced as index 0.
+    let wire = rs_created()
+        + &rs(
+            json!({"type": "response.output_item.added", "output_index": 0,
+                     "item": {"type": "web_search_call", "id": "ws_1", "status": "in_progress"}}),
+        )
+        + &rs(
+            json!({"type": "response.web_search_call.completed", "output_index": 0, "item_id": "ws_1"}),
+        )
+        + &rs(
+            json!({"type": "response.output_item.added", "output_index": 1, "item": {"type": "message",
+                     "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}}),
+        )
+        + &rs(
+            json!({"type": "response.content_part.added", "item_id": "msg_1", "output_index": 1,
+                     "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+        )
+        + &rs(
+            json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 1,
+                     "content_index": 0, "delta": "hello "}),
+        )
+        + &rs(
+            json!({"type": "response.output_text.done", "item_id": "msg_1", "output_index": 1,
+                     "content_index": 0, "text": "hello "}),
+        )
+        + &rs_completed(
+            json!({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                               "content": [{"type": "output_text", "text": "hello ", "annotations": []}]}),
+        );
+    let mut f = StreamFilter::new(&s, Protocol::OpenAiResponses);
+    let mut out = Vec::new();
+    f.feed(wire.as_bytes(), &mut out);
+    f.end(&mut out);
+    assert_eq!(f.outcome(), Outcome::Complete);
+    let evs = events(&out);
+    assert!(
+        evs.iter()
+            .all(|e| e["output_index"].as_u64().is_none_or(|i| i == 0)),
+        "{evs:?}"
+    );
+    assert!(!evs
+        .iter()
+        .any(|e| e["type"].as_str().is_some_and(|t| t.contains("web_search"))));
+    let seqs: Vec<u64> = evs
+        .iter()
+        .filter_map(|e| e["sequence_number"].as_u64())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }

@@ -15,6 +15,8 @@ use harness::{request, Gateway, Mock, Resp};
 use serde_json::{json, Value};
 
 pub const ORIGIN_SECRET: &str = "sk-origin-test-credential";
+/// The credential of the Anthropic origin (`ORIGINS`), sent as x-api-key.
+pub const ANTHROPIC_SECRET: &str = "sk-ant-origin-test-credential";
 pub const CANARY: &str = "EGCANARY-7c41d9e2";
 pub const AWS_KEY: &str = "AKIAZ3MSJV4WWNKWW5FG";
 pub const CARD: &str = "4111 1111 1111 1111";
@@ -135,6 +137,7 @@ mod hardening;
 mod input;
 mod limits;
 mod output;
+mod protocols;
 
 type Test = (&'static str, fn(&Ctx));
 
@@ -146,6 +149,7 @@ fn main() {
     tests.extend_from_slice(limits::TESTS);
     tests.extend_from_slice(input::TESTS);
     tests.extend_from_slice(hardening::TESTS);
+    tests.extend_from_slice(protocols::TESTS);
     if std::env::var("EDGEGUARD_BENCH").as_deref() == Ok("1") {
         tests.extend_from_slice(bench::TESTS);
     }
@@ -238,6 +242,13 @@ fn main() {
             ("STREAM_IDLE_TIMEOUT_MS", "3000".into()),
             ("CANARY", CANARY.into()),
             ("LIMIT_TIERS", TEST_TIERS.into()),
+            (
+                "ORIGINS",
+                format!(
+                    r#"{{"anthropic": {{"url": "{origin}", "auth": "x-api-key", "secret": "ANTHROPIC_ORIGIN_KEY"}}}}"#
+                ),
+            ),
+            ("ANTHROPIC_ORIGIN_KEY", ANTHROPIC_SECRET.into()),
             ("AUTH_FAILURES_PER_MINUTE", "8".into()),
         ],
         true,

@@ -171,7 +171,8 @@ fn handle(server: &Server, stream: TcpStream) -> std::io::Result<()> {
             body: body_text.clone(),
         });
     }
-    match (req.method.as_str(), req.path.as_str()) {
+    let route = req.path.split('?').next().unwrap_or("").to_string();
+    match (req.method.as_str(), route.as_str()) {
         ("GET", "/v1/models") => respond(
             &stream,
             200,
@@ -180,6 +181,7 @@ fn handle(server: &Server, stream: TcpStream) -> std::io::Result<()> {
         ),
         ("POST", "/v1/chat/completions") => chat(server, &stream, &body_text, Proto::OpenAi),
         ("POST", "/v1/messages") => chat(server, &stream, &body_text, Proto::Anthropic),
+        ("POST", "/v1/responses") => chat(server, &stream, &body_text, Proto::Responses),
         _ => respond(
             &stream,
             404,
@@ -193,6 +195,7 @@ fn handle(server: &Server, stream: TcpStream) -> std::io::Result<()> {
 enum Proto {
     OpenAi,
     Anthropic,
+    Responses,
 }
 
 struct Script {
@@ -233,6 +236,16 @@ fn script(req: &Value, default_delay: u64) -> Script {
         .rev()
         .map(|m| text_of(&m["content"]))
         .chain(std::iter::once(text_of(&req["system"])))
+        .chain(std::iter::once(text_of(&req["instructions"])))
+        .chain(std::iter::once(text_of(&req["input"])))
+        .chain(
+            req["input"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| text_of(&m["content"]))
+                .collect::<Vec<_>>(),
+        )
         .find_map(|t| {
             serde_json::from_str::<Value>(&t)
                 .ok()
@@ -347,6 +360,28 @@ fn chat(server: &Server, stream: &TcpStream, body: &str, proto: Proto) -> std::i
                    "choices": [{"index": 0, "message": message, "logprobs": lp, "finish_reason": if sc.tool_call.is_some() {"tool_calls"} else {"stop"}}],
                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}})
             }
+            Proto::Responses => {
+                let mut output = Vec::new();
+                match sc.field.as_deref() {
+                    Some("reasoning") => output.push(json!({"type": "reasoning", "id": "rs_mock",
+                        "summary": [{"type": "summary_text", "text": sc.say}]})),
+                    Some("refusal") => output.push(json!({"type": "message", "id": "msg_mock",
+                        "status": "completed", "role": "assistant",
+                        "content": [{"type": "refusal", "refusal": sc.say}]})),
+                    _ => output.push(json!({"type": "message", "id": "msg_mock", "status": "completed",
+                        "role": "assistant", "content": [{"type": "output_text", "text": sc.say, "annotations": []}]})),
+                }
+                if let Some((name, args)) = &sc.tool_call {
+                    output.push(
+                        json!({"type": "function_call", "id": "fc_mock", "call_id": "call_1",
+                        "name": name, "arguments": args, "status": "completed"}),
+                    );
+                }
+                json!({"id": "resp_mock", "object": "response", "created_at": now(), "status": "completed",
+                    "model": model, "output": output, "error": null, "incomplete_details": null,
+                    "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens,
+                              "total_tokens": prompt_tokens + completion_tokens}})
+            }
             Proto::Anthropic => {
                 let block = if sc.field.as_deref() == Some("thinking") {
                     json!({"type": "thinking", "thinking": sc.say, "signature": "bW9jay1zaWduYXR1cmU="})
@@ -375,6 +410,10 @@ fn chat(server: &Server, stream: &TcpStream, body: &str, proto: Proto) -> std::i
         for c in chunks {
             pause();
             match (proto, c) {
+                (Proto::Responses, Value::Object(o)) => {
+                    let name = o.get("type").and_then(Value::as_str).unwrap_or("message");
+                    send(&mut s, &format!("event: {name}\ndata: {c}\n\n"))?;
+                }
                 (Proto::Anthropic, Value::Array(pair)) => {
                     let name = pair.first().and_then(Value::as_str).unwrap_or("message");
                     let v = pair.get(1).cloned().unwrap_or(Value::Null);
@@ -456,6 +495,162 @@ fn chat(server: &Server, stream: &TcpStream, body: &str, proto: Proto) -> std::i
                 send(&mut s, &format!("data: {c}\n\n"))?;
             }
             send(&mut s, "data: [DONE]\n\n")?;
+        }
+        Proto::Responses => {
+            let mut seq = 0u64;
+            let mut ev = |mut v: Value| {
+                v["sequence_number"] = json!(seq);
+                seq += 1;
+                let name = v["type"].as_str().unwrap_or("message").to_string();
+                format!("event: {name}\ndata: {v}\n\n")
+            };
+            let usage = json!({"input_tokens": prompt_tokens, "output_tokens": completion_tokens,
+                               "total_tokens": prompt_tokens + completion_tokens});
+            let resp = |status: &str, output: Value, usage: Value| {
+                json!({"id": "resp_mock",
+                "object": "response", "created_at": now(), "status": status, "model": model,
+                "output": output, "usage": usage, "error": null, "incomplete_details": null})
+            };
+            send(
+                &mut s,
+                &ev(
+                    json!({"type": "response.created", "response": resp("in_progress", json!([]), Value::Null)}),
+                ),
+            )?;
+            let reasoning = sc.field.as_deref() == Some("reasoning");
+            let refusal = sc.field.as_deref() == Some("refusal");
+            let (item, part_type, key, delta_type, done_type) = if reasoning {
+                (
+                    json!({"type": "reasoning", "id": "rs_mock", "summary": []}),
+                    "summary_text",
+                    "text",
+                    "response.reasoning_summary_text.delta",
+                    "response.reasoning_summary_text.done",
+                )
+            } else if refusal {
+                (
+                    json!({"type": "message", "id": "msg_mock", "status": "in_progress", "role": "assistant", "content": []}),
+                    "refusal",
+                    "refusal",
+                    "response.refusal.delta",
+                    "response.refusal.done",
+                )
+            } else {
+                (
+                    json!({"type": "message", "id": "msg_mock", "status": "in_progress", "role": "assistant", "content": []}),
+                    "output_text",
+                    "text",
+                    "response.output_text.delta",
+                    "response.output_text.done",
+                )
+            };
+            let item_id = item["id"].as_str().unwrap_or("msg_mock").to_string();
+            send(
+                &mut s,
+                &ev(json!({"type": "response.output_item.added", "output_index": 0, "item": item})),
+            )?;
+            let idx_key = if reasoning {
+                "summary_index"
+            } else {
+                "content_index"
+            };
+            let added = if reasoning {
+                "response.reasoning_summary_part.added"
+            } else {
+                "response.content_part.added"
+            };
+            let mut empty_part = json!({"type": part_type});
+            empty_part[key] = json!("");
+            if part_type == "output_text" {
+                empty_part["annotations"] = json!([]);
+            }
+            send(
+                &mut s,
+                &ev(
+                    json!({"type": added, "item_id": item_id, "output_index": 0, idx_key: 0, "part": empty_part}),
+                ),
+            )?;
+            for (i, t) in toks.iter().enumerate() {
+                if disconnect_after == Some(i) {
+                    return Ok(());
+                }
+                pause();
+                let mut d = json!({"type": delta_type, "item_id": item_id, "output_index": 0, idx_key: 0, "delta": t});
+                if logprobs && part_type == "output_text" {
+                    d["logprobs"] = json!([logprob(t)]);
+                }
+                send(&mut s, &ev(d))?;
+            }
+            let mut done =
+                json!({"type": done_type, "item_id": item_id, "output_index": 0, idx_key: 0});
+            done[key] = json!(sc.say);
+            send(&mut s, &ev(done))?;
+            let mut full_part = json!({"type": part_type});
+            full_part[key] = json!(sc.say);
+            if part_type == "output_text" {
+                full_part["annotations"] = json!([]);
+            }
+            let part_done = if reasoning {
+                "response.reasoning_summary_part.done"
+            } else {
+                "response.content_part.done"
+            };
+            send(
+                &mut s,
+                &ev(
+                    json!({"type": part_done, "item_id": item_id, "output_index": 0, idx_key: 0, "part": full_part.clone()}),
+                ),
+            )?;
+            let full_item = if reasoning {
+                json!({"type": "reasoning", "id": "rs_mock", "summary": [full_part]})
+            } else {
+                json!({"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant", "content": [full_part]})
+            };
+            send(
+                &mut s,
+                &ev(
+                    json!({"type": "response.output_item.done", "output_index": 0, "item": full_item.clone()}),
+                ),
+            )?;
+            let mut output = vec![full_item];
+            if let Some((name, args)) = &sc.tool_call {
+                let fc = json!({"type": "function_call", "id": "fc_mock", "call_id": "call_1", "name": name, "arguments": "", "status": "in_progress"});
+                send(
+                    &mut s,
+                    &ev(
+                        json!({"type": "response.output_item.added", "output_index": 1, "item": fc}),
+                    ),
+                )?;
+                for piece in tokens(args) {
+                    pause();
+                    send(
+                        &mut s,
+                        &ev(
+                            json!({"type": "response.function_call_arguments.delta", "item_id": "fc_mock", "output_index": 1, "delta": piece}),
+                        ),
+                    )?;
+                }
+                send(
+                    &mut s,
+                    &ev(
+                        json!({"type": "response.function_call_arguments.done", "item_id": "fc_mock", "output_index": 1, "arguments": args}),
+                    ),
+                )?;
+                let fc = json!({"type": "function_call", "id": "fc_mock", "call_id": "call_1", "name": name, "arguments": args, "status": "completed"});
+                send(
+                    &mut s,
+                    &ev(
+                        json!({"type": "response.output_item.done", "output_index": 1, "item": fc.clone()}),
+                    ),
+                )?;
+                output.push(fc);
+            }
+            send(
+                &mut s,
+                &ev(
+                    json!({"type": "response.completed", "response": resp("completed", Value::Array(output), usage)}),
+                ),
+            )?;
         }
         Proto::Anthropic => {
             let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");

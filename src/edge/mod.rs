@@ -353,7 +353,15 @@ async fn forward(
 ) -> Result<(Handled, u32), ApiError> {
     let cfg = &loaded.config;
     let client_header = |n: &str| req.headers().get(n).ok().flatten();
-    let o = gateway::origin_request(cfg, path, &client_header, true);
+    let query = req.url().ok().and_then(|u| u.query().map(str::to_string));
+    let o = gateway::origin_request(
+        cfg,
+        Some(plan.protocol),
+        path,
+        query.as_deref(),
+        &client_header,
+        true,
+    );
     let upstream = origin::build(req.method(), &o, Some(plan.upstream_body.clone()))?;
     drop(req);
     let mut resp = origin::send(upstream, cfg.upstream_timeout_ms).await?;
@@ -440,7 +448,15 @@ async fn pass_through(mut req: Request, cfg: &Config, ex: &Exchange) -> Result<R
     let body = origin::read_body(&mut req, cfg.max_body_bytes).await?;
     let body = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned());
     let client_header = |n: &str| req.headers().get(n).ok().flatten();
-    let o = gateway::origin_request(cfg, &req.path(), &client_header, body.is_some());
+    let query = req.url().ok().and_then(|u| u.query().map(str::to_string));
+    let o = gateway::origin_request(
+        cfg,
+        None,
+        &req.path(),
+        query.as_deref(),
+        &client_header,
+        body.is_some(),
+    );
     let upstream = origin::build(req.method(), &o, body)?;
     let mut resp = origin::send(upstream, cfg.upstream_timeout_ms).await?;
     let status = resp.status_code();

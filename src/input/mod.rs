@@ -248,8 +248,9 @@ pub fn inspect(
     scanner: &InjectionScanner,
     trust: &Trust<'_>,
 ) -> Result<InputReport, ApiError> {
+    let wire = protocol.wire();
     let count = body
-        .get("messages")
+        .get(wire.messages_field())
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     if count > policy.max_messages {
@@ -263,7 +264,6 @@ pub fn inspect(
     }
     let stripped = tools::check_offered(protocol, body, policy.tools, allowed_tools)?;
 
-    let wire = protocol.wire();
     let mut w = Walk {
         wire,
         report: InputReport {
@@ -276,18 +276,25 @@ pub fn inspect(
     };
     w.keys(body, Source::User, false)?;
     for (key, v) in body.iter_mut() {
-        if key == "messages" {
+        if key == wire.messages_field() {
             let Value::Array(messages) = v else {
+                // A conversation given as one string (the Responses API's `input`).
+                w.value(v, Source::User, false)?;
+                w.flush(trust);
                 continue;
             };
             for m in messages.iter_mut() {
                 let Some(obj) = m.as_object_mut() else {
                     continue;
                 };
-                let source = obj
-                    .get("role")
-                    .and_then(Value::as_str)
-                    .map_or(Source::User, |r| wire.speaker(r).into());
+                let source = match obj.get("role").and_then(Value::as_str) {
+                    Some(r) => wire.speaker(r).into(),
+                    // Items without a role: results of tools the client ran are indirect text.
+                    None => match obj.get("type").and_then(Value::as_str) {
+                        Some(t) if wire.tool_result_block(t) => Source::Tool,
+                        _ => Source::User,
+                    },
+                };
                 w.keys(obj, source, false)?;
                 for (k, x) in obj.iter_mut() {
                     if wire.message_structural(k) {

@@ -197,6 +197,8 @@ impl ModelOutput for Channels<'_> {
     fn logprobs(&mut self, channel: &str, entries: Vec<Value>) -> Vec<Value> {
         let c = self.channel(channel);
         let (start, len) = (c.last_start, c.last_len);
+        // Entries describe one push; a second call for the same push spells nothing.
+        c.last_len = 0;
         // The entries must spell exactly the text they came with; otherwise none is trusted.
         let spans: Option<Vec<Vec<u8>>> = entries.iter().map(entry_bytes).collect();
         let consistent = spans

@@ -37,6 +37,10 @@ impl Wire for Anthropic {
         "/v1/messages"
     }
 
+    fn origin(&self) -> &'static str {
+        "anthropic"
+    }
+
     fn system_fields(&self) -> &'static [&'static str] {
         &["system", "instructions"]
     }

@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod json;
 pub mod openai_chat;
+pub mod responses;
 pub mod sse;
 
 use serde_json::{Map, Value};
@@ -21,6 +22,7 @@ pub mod wire;
 pub enum Protocol {
     OpenAiChat,
     AnthropicMessages,
+    OpenAiResponses,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,18 +142,21 @@ pub fn check_chat_request(
             ))
         }
     };
-    match body.get("messages") {
+    let field = protocol.wire().messages_field();
+    match body.get(field) {
         Some(Value::Array(a)) if !a.is_empty() => {}
-        Some(Value::Array(_)) => {
+        // The Responses API also takes its input as one string.
+        Some(Value::String(s)) if field == "input" && !s.is_empty() => {}
+        Some(Value::Array(_)) | Some(Value::String(_)) => {
             return Err(ApiError::bad_request(
                 "invalid_messages",
-                "`messages` must not be empty.",
+                format!("`{field}` must not be empty."),
             ))
         }
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_messages",
-                "`messages` must be an array.",
+                format!("`{field}` must be an array."),
             ))
         }
     }

@@ -21,11 +21,20 @@ pub enum Speaker {
 pub trait Wire: Sync {
     /// The path the protocol is served on.
     fn path(&self) -> &'static str;
+    /// Which configured origin serves it (`ORIGINS` key).
+    fn origin(&self) -> &'static str {
+        "openai"
+    }
 
     // Requests.
 
     /// Top-level request fields that carry system text.
     fn system_fields(&self) -> &'static [&'static str];
+    /// The request field holding the conversation (a list of messages or items; for some
+    /// protocols also a plain string).
+    fn messages_field(&self) -> &'static str {
+        "messages"
+    }
     /// The speaker a message's `role` claims.
     fn speaker(&self, role: &str) -> Speaker;
     /// Message fields that carry no prose (not scanned).
@@ -86,13 +95,18 @@ pub trait StreamSchema {
 
 impl Protocol {
     /// Every protocol the gateway speaks.
-    pub const ALL: [Protocol; 2] = [Protocol::OpenAiChat, Protocol::AnthropicMessages];
+    pub const ALL: [Protocol; 3] = [
+        Protocol::OpenAiChat,
+        Protocol::AnthropicMessages,
+        Protocol::OpenAiResponses,
+    ];
 
     /// The protocol's wire description.
     pub fn wire(self) -> &'static dyn Wire {
         match self {
             Protocol::OpenAiChat => &super::openai_chat::OpenAiChat,
             Protocol::AnthropicMessages => &super::anthropic::Anthropic,
+            Protocol::OpenAiResponses => &super::responses::Responses,
         }
     }
 }
