@@ -1,14 +1,13 @@
 //! The client chooses no blind spots: every field scanned, strict counts, pass-through methods,
 //! throttles that spare valid keys, leases released when the client leaves, consistent headers.
 
-use std::io::Read;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::harness::{request, Resp};
-use crate::{scripted, Ctx};
+use crate::limits::open_stream;
+use crate::{last_origin_request, scripted, Ctx};
 
 pub const TESTS: &[crate::Test] = &[
     ("input_every_field_is_scanned", input_every_field_is_scanned),
@@ -44,18 +43,6 @@ pub const TESTS: &[crate::Test] = &[
     ),
 ];
 
-fn last_origin_body(ctx: &Ctx) -> Value {
-    let seen = request(ctx.mock.port, "GET", "/__mock/requests", &[], None).expect("mock");
-    let list = seen.json();
-    let last = list
-        .as_array()
-        .and_then(|l| l.last())
-        .and_then(|x| x["body"].as_str())
-        .expect("a recorded request")
-        .to_string();
-    serde_json::from_str(&last).expect("json")
-}
-
 /// A client sending a coding-tool-sized max_tokens works: the origin receives the tier's cap
 /// and the response says so.
 fn limits_max_tokens_clamped_by_default(ctx: &Ctx) {
@@ -76,7 +63,7 @@ fn limits_max_tokens_clamped_by_default(ctx: &Ctx) {
             "{:?}",
             r.headers
         );
-        let sent = last_origin_body(ctx);
+        let (_, _, sent) = last_origin_request(ctx);
         for f in ["max_tokens", "max_completion_tokens"] {
             assert!(sent[f].as_u64().is_none_or(|n| n <= 300), "{extra}: {sent}");
         }
@@ -338,14 +325,7 @@ fn input_benign_request_with_every_field_passes_unchanged(ctx: &Ctx) {
         "metadata": {"team": "travel"}, "max_completion_tokens": null, "max_tokens": 100}));
     let r = post(ctx, "/v1/chat/completions", &ctx.untrusted_key, &body);
     assert_eq!(r.status, 200, "{}", r.text());
-    let seen = request(ctx.mock.port, "GET", "/__mock/requests", &[], None).expect("mock");
-    let list = seen.json();
-    let last = list
-        .as_array()
-        .and_then(|l| l.last())
-        .and_then(|x| x["body"].as_str())
-        .expect("a recorded request");
-    let forwarded: Value = serde_json::from_str(last).expect("json");
+    let (_, _, forwarded) = last_origin_request(ctx);
     assert_eq!(forwarded, body, "the origin received something else");
 }
 
@@ -468,32 +448,6 @@ fn network_throttle_spares_valid_keys(ctx: &Ctx) {
     assert_eq!(ok.status, 200, "a valid key was refused: {}", ok.text());
     // Unknown keys from that address stay refused.
     assert_eq!(call("eg_scanner_guess_again_00000000").status, 429);
-}
-
-fn open_stream(port: u16, key: &str, body: &Value) -> TcpStream {
-    use std::io::Write;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let b = body.to_string();
-    write!(
-        s,
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
-        b.len()
-    )
-    .expect("send");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).expect("response head");
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
 }
 
 fn network_lease_released_when_the_client_leaves(ctx: &Ctx) {

@@ -104,7 +104,7 @@ fn limits_requests_exact_under_concurrency(ctx: &Ctx) {
 }
 
 /// Opens a streamed request and returns the socket once the response headers are in.
-fn open_stream(port: u16, key: &str, body: &Value) -> TcpStream {
+pub(crate) fn open_stream(port: u16, key: &str, body: &Value) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");

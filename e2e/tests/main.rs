@@ -349,6 +349,38 @@ fn main() {
 }
 
 /// Runs an external command from the repository root and returns (success, output).
+/// The last request the mock origin received: its path (with the query) and headers, and its
+/// body as JSON (`Null` when it was not JSON).
+pub fn last_origin_request(ctx: &Ctx) -> (String, Vec<(String, String)>, Value) {
+    let seen = request(ctx.mock.port, "GET", "/__mock/requests", &[], None).expect("mock");
+    let v = seen.json();
+    let last = v
+        .as_array()
+        .and_then(|l| l.last())
+        .cloned()
+        .expect("a request");
+    let headers = last["headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                h[0].as_str().unwrap_or("").to_string(),
+                h[1].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let body = last["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (
+        last["path"].as_str().unwrap_or("").to_string(),
+        headers,
+        body,
+    )
+}
+
 pub fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd
         .current_dir(harness::repo())

@@ -5,7 +5,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::harness::{request, Resp};
-use crate::{run, Ctx, ANTHROPIC_SECRET, ORIGIN_SECRET};
+use crate::{last_origin_request, run, Ctx, ANTHROPIC_SECRET, ORIGIN_SECRET};
 
 pub const TESTS: &[crate::Test] = &[
     ("responses_python_sdk", responses_python_sdk),
@@ -124,28 +124,6 @@ fn responses_injection_in_input_or_instructions_is_refused(ctx: &Ctx) {
     assert_eq!(r.json()["error"]["code"], "tool_not_allowed");
 }
 
-fn last_request(ctx: &Ctx) -> (String, Vec<(String, String)>) {
-    let seen = request(ctx.mock.port, "GET", "/__mock/requests", &[], None).expect("mock");
-    let v = seen.json();
-    let last = v
-        .as_array()
-        .and_then(|l| l.last())
-        .cloned()
-        .expect("a request");
-    let headers = last["headers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|h| {
-            (
-                h[0].as_str().unwrap_or("").to_string(),
-                h[1].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    (last["path"].as_str().unwrap_or("").to_string(), headers)
-}
-
 fn origins_per_protocol_credentials_and_query(ctx: &Ctx) {
     let get =
         |h: &[(String, String)], n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
@@ -154,7 +132,7 @@ fn origins_per_protocol_credentials_and_query(ctx: &Ctx) {
                       "messages": [{"role": "user", "content": "Hello"}]});
     let r = post(ctx, "/v1/messages", &ctx.key, &body);
     assert_eq!(r.status, 200, "{}", r.text());
-    let (_, h) = last_request(ctx);
+    let (_, h, _) = last_origin_request(ctx);
     assert_eq!(get(&h, "x-api-key").as_deref(), Some(ANTHROPIC_SECRET));
     assert_eq!(get(&h, "authorization"), None);
     // OpenAI routes: the default origin's credential as a bearer token; only the allowed
@@ -167,7 +145,7 @@ fn origins_per_protocol_credentials_and_query(ctx: &Ctx) {
         &body,
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let (path, h) = last_request(ctx);
+    let (path, h, _) = last_origin_request(ctx);
     assert_eq!(path, "/v1/chat/completions?api-version=2024-10-21");
     assert_eq!(
         get(&h, "authorization").as_deref(),

@@ -58,46 +58,23 @@ pub fn sanitize(text: &str) -> Sanitized {
     out
 }
 
-/// Folds a character that looks like a Latin letter to that letter.
+/// Folds a lower-case character that looks like a Latin letter to that letter: the shared
+/// look-alike table, plus letters that resemble Latin ones only in lower case.
 fn confusable(c: char) -> Option<char> {
     Some(match c {
-        // Cyrillic
-        'а' => 'a',
-        'в' => 'b',
-        'с' => 'c',
-        'е' | 'ё' => 'e',
-        'һ' => 'h',
-        'і' | 'ї' => 'i',
-        'ј' => 'j',
-        'к' => 'k',
-        'м' => 'm',
         'н' => 'h',
-        'о' => 'o',
-        'р' => 'p',
-        'т' => 't',
-        'у' => 'y',
-        'х' => 'x',
-        'ѕ' => 's',
-        'ԁ' => 'd',
-        'ԛ' => 'q',
-        'ԝ' => 'w',
-        'ɡ' => 'g',
-        // Greek
         'α' => 'a',
         'β' => 'b',
         'ε' => 'e',
         'η' => 'n',
         'ι' => 'i',
         'κ' => 'k',
-        'ν' => 'v',
-        'ο' => 'o',
         'ρ' => 'p',
         'τ' => 't',
         'υ' => 'u',
         'χ' => 'x',
         'ω' => 'w',
-        'ϲ' => 'c',
-        _ => return None,
+        _ => return crate::unicode::latin_lookalike(c).map(|l| l.to_ascii_lowercase()),
     })
 }
 

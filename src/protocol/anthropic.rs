@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
-use super::wire::{count, Speaker, Wire};
+use super::wire::Wire;
 use super::wire::{
     counters, int, label, model_json, one_of, Flow, ModelOutput, Pick, StreamSchema,
 };
@@ -41,63 +41,6 @@ impl Wire for Anthropic {
         "anthropic"
     }
 
-    fn system_fields(&self) -> &'static [&'static str] {
-        &["system", "instructions"]
-    }
-
-    fn speaker(&self, role: &str) -> Speaker {
-        match role {
-            "system" | "developer" => Speaker::System,
-            "assistant" | "model" => Speaker::Assistant,
-            "tool" | "function" | "ipython" => Speaker::Tool,
-            _ => Speaker::User,
-        }
-    }
-
-    fn message_structural(&self, field: &str) -> bool {
-        matches!(field, "role" | "tool_call_id")
-    }
-
-    fn structural(&self, field: &str) -> bool {
-        matches!(
-            field,
-            "type"
-                | "role"
-                | "id"
-                | "tool_call_id"
-                | "tool_use_id"
-                | "cache_control"
-                | "media_type"
-        )
-    }
-
-    fn tool_result_block(&self, block_type: &str) -> bool {
-        block_type == "tool_result"
-    }
-
-    fn tool_lists(&self) -> &'static [&'static str] {
-        &["tools", "functions"]
-    }
-
-    fn tool_name<'v>(&self, tool: &'v Value) -> Option<&'v str> {
-        tool.get("name").and_then(Value::as_str)
-    }
-
-    fn forced_tool<'v>(&self, choice: &'v Value) -> Option<&'v str> {
-        choice
-            .pointer("/function/name")
-            .or_else(|| choice.get("name"))
-            .and_then(Value::as_str)
-    }
-
-    fn completion_limit_fields(&self) -> &'static [&'static str] {
-        &["max_completion_tokens", "max_tokens"]
-    }
-
-    fn prompt_fields(&self) -> &'static [&'static str] {
-        &["messages", "system", "instructions", "tools"]
-    }
-
     fn stream_usage_option(&self) -> bool {
         // Anthropic streams always report usage (`message_start`, `message_delta`).
         false
@@ -109,13 +52,6 @@ impl Wire for Anthropic {
 
     fn filter_body(&self, body: Value, m: &mut dyn ModelOutput) -> Option<Value> {
         filter_message(body, m)
-    }
-
-    fn usage_tokens(&self, u: &Value) -> Option<u32> {
-        let total = count(u, "total_tokens")
-            .or_else(|| Some(count(u, "prompt_tokens")? + count(u, "completion_tokens")?))
-            .or_else(|| Some(count(u, "input_tokens").unwrap_or(0) + count(u, "output_tokens")?))?;
-        u32::try_from(total).ok()
     }
 
     fn error_event(&self, _code: &str, message: &str) -> SseEvent {

@@ -137,10 +137,10 @@ fn once(m: &mut dyn ModelOutput, channel: &str, text: &str) -> String {
     o
 }
 
-/// A text part of a message (`output_text` or `refusal`), judged whole.
-fn part(v: Value, ch: &str, m: &mut dyn ModelOutput) -> Option<Value> {
+/// An object and its `type` (empty when it has none); anything else is dropped.
+fn typed(v: Value, path: &str, m: &mut dyn ModelOutput) -> Option<(String, Map<String, Value>)> {
     let Value::Object(src) = v else {
-        m.dropped("content[]");
+        m.dropped(path);
         return None;
     };
     let kind = src
@@ -148,6 +148,12 @@ fn part(v: Value, ch: &str, m: &mut dyn ModelOutput) -> Option<Value> {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
+    Some((kind, src))
+}
+
+/// A text part of a message (`output_text` or `refusal`), judged whole.
+fn part(v: Value, ch: &str, m: &mut dyn ModelOutput) -> Option<Value> {
+    let (kind, src) = typed(v, "content[]", m)?;
     let mut p = Pick::new(src, "content[]");
     match kind.as_str() {
         "output_text" => {
@@ -214,15 +220,7 @@ fn annotations(v: Value, m: &mut dyn ModelOutput) -> Value {
 /// One output item, judged whole; `None` when its type is outside the schema or its tool is
 /// refused. `key` names its channels.
 fn item(v: Value, key: &str, m: &mut dyn ModelOutput) -> Option<Value> {
-    let Value::Object(src) = v else {
-        m.dropped("output[]");
-        return None;
-    };
-    let kind = src
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let (kind, src) = typed(v, "output[]", m)?;
     let mut p = Pick::new(src, "output[]");
     p.check(
         "type",

@@ -26,45 +26,90 @@ pub trait Wire: Sync {
         "openai"
     }
 
-    // Requests.
+    // Requests. The defaults describe chat-style requests (OpenAI chat, Anthropic messages);
+    // a protocol overrides what differs.
 
     /// Top-level request fields that carry system text.
-    fn system_fields(&self) -> &'static [&'static str];
+    fn system_fields(&self) -> &'static [&'static str] {
+        &["system", "instructions"]
+    }
     /// The request field holding the conversation (a list of messages or items; for some
     /// protocols also a plain string).
     fn messages_field(&self) -> &'static str {
         "messages"
     }
     /// The speaker a message's `role` claims.
-    fn speaker(&self, role: &str) -> Speaker;
+    fn speaker(&self, role: &str) -> Speaker {
+        match role {
+            "system" | "developer" => Speaker::System,
+            "assistant" | "model" => Speaker::Assistant,
+            "tool" | "function" | "ipython" => Speaker::Tool,
+            _ => Speaker::User,
+        }
+    }
     /// Message fields that carry no prose (not scanned).
-    fn message_structural(&self, field: &str) -> bool;
-    /// Fields anywhere inside message content that carry no prose.
-    fn structural(&self, field: &str) -> bool;
+    fn message_structural(&self, field: &str) -> bool {
+        matches!(field, "role" | "tool_call_id")
+    }
+    /// Fields anywhere inside a request that carry no prose.
+    fn structural(&self, field: &str) -> bool {
+        matches!(
+            field,
+            "type"
+                | "role"
+                | "id"
+                | "tool_call_id"
+                | "tool_use_id"
+                | "cache_control"
+                | "media_type"
+        )
+    }
     /// A content block of this `type` inside a message is indirect content (a tool result).
-    fn tool_result_block(&self, block_type: &str) -> bool;
+    fn tool_result_block(&self, block_type: &str) -> bool {
+        block_type == "tool_result"
+    }
     /// Request fields that list tools offered to the model.
-    fn tool_lists(&self) -> &'static [&'static str];
+    fn tool_lists(&self) -> &'static [&'static str] {
+        &["tools", "functions"]
+    }
     /// The name of one offered tool.
-    fn tool_name<'v>(&self, tool: &'v Value) -> Option<&'v str>;
+    fn tool_name<'v>(&self, tool: &'v Value) -> Option<&'v str> {
+        tool.pointer("/function/name")
+            .or_else(|| tool.get("name"))
+            .and_then(Value::as_str)
+    }
     /// The tool a `tool_choice` value forces, if it names one.
-    fn forced_tool<'v>(&self, choice: &'v Value) -> Option<&'v str>;
+    fn forced_tool<'v>(&self, choice: &'v Value) -> Option<&'v str> {
+        choice
+            .pointer("/function/name")
+            .or_else(|| choice.get("name"))
+            .and_then(Value::as_str)
+    }
     /// Request fields limiting completion tokens, in the order the origin reads them.
-    fn completion_limit_fields(&self) -> &'static [&'static str];
+    fn completion_limit_fields(&self) -> &'static [&'static str] {
+        &["max_completion_tokens", "max_tokens"]
+    }
     /// Request fields whose text counts towards the prompt's token estimate.
-    fn prompt_fields(&self) -> &'static [&'static str];
+    fn prompt_fields(&self) -> &'static [&'static str] {
+        &["messages", "system", "instructions", "tools"]
+    }
     /// Whether a streamed request must ask the origin for a final usage chunk.
     fn stream_usage_option(&self) -> bool;
 
     // Responses.
 
+    /// Tokens a `usage` object reports (OpenAI and Anthropic shapes alike).
+    fn usage_tokens(&self, u: &Value) -> Option<u32> {
+        let total = count(u, "total_tokens")
+            .or_else(|| Some(count(u, "prompt_tokens")? + count(u, "completion_tokens")?))
+            .or_else(|| Some(count(u, "input_tokens").unwrap_or(0) + count(u, "output_tokens")?))?;
+        u32::try_from(total).ok()
+    }
     /// A fresh filter state for one streamed response.
     fn stream_schema(&self) -> Box<dyn StreamSchema>;
     /// Filters a whole response body through the schema; `None` when it is not the protocol's
     /// response shape at all.
     fn filter_body(&self, body: Value, m: &mut dyn ModelOutput) -> Option<Value>;
-    /// Tokens a `usage` object reports.
-    fn usage_tokens(&self, usage: &Value) -> Option<u32>;
     /// The error event that ends a stream the gateway cut off.
     fn error_event(&self, code: &str, message: &str) -> SseEvent;
 }
