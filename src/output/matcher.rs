@@ -289,6 +289,8 @@ pub struct TokenRun {
     /// The leads are distinctive enough to be candidates inside a run too (`xAKIA...`: a
     /// letter glued in front of a key does not hide it).
     glued: bool,
+    /// First bytes of the leads.
+    lead_start: ByteSet,
 }
 
 impl TokenRun {
@@ -301,12 +303,19 @@ impl TokenRun {
             .match_kind(MatchKind::LeftmostFirst)
             .build(&leads)
             .ok()?;
+        let mut lead_start = ByteSet::empty();
+        for l in &leads {
+            if let Some(b) = l.bytes().next() {
+                lead_start = lead_start.with_range(b, b);
+            }
+        }
         Some(TokenRun {
             class,
             leads,
             judge,
             finder,
             glued: false,
+            lead_start,
         })
     }
 
@@ -753,6 +762,9 @@ impl TokenRun {
             let lo = len.saturating_sub(longest - 1).max(i);
             for a in lo..len {
                 let tail = &bytes[a..];
+                if !self.lead_start.has(tail[0]) {
+                    continue;
+                }
                 if self.leads.iter().any(|l| l.as_bytes().starts_with(tail)) {
                     return Step::Wait {
                         resume: a,

@@ -63,8 +63,13 @@ impl Scanner {
     pub fn redact(&self, raw: &str) -> Redaction {
         let mut map = FoldMap::default();
         let mut folded = String::new();
-        map.push(raw, &mut folded);
-        let text = folded.as_str();
+        // ASCII folds to itself: read it in place.
+        let text = if raw.is_ascii() {
+            raw
+        } else {
+            map.push(raw, &mut folded);
+            folded.as_str()
+        };
         let view = View {
             text,
             eof: true,
