@@ -242,7 +242,8 @@ pub const RULES: &[Rule] = &[
             leads: &["AIza"],
             class: TOKEN_CLASS,
             judge: judge_google,
-            glued: true,
+            // Four letters are too little to trust inside a longer random run.
+            glued: false,
         },
         examples: &["key=AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe&q=x"],
         counter_examples: &["AIzaShort", "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQeX"],
