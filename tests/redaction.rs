@@ -73,6 +73,8 @@ fn fragments() -> Vec<&'static str> {
         // full-width and look-alike letters, ligatures; each folds inside a value.
         "\u{200B}", "\u{00AD}", "\u{FE0F}", "\u{0301}", "\u{00A0}", "\u{2011}", "\u{FF20}",
         "\u{FF21}", "\u{0410}", "\u{FB01}", "x", "AKIA\u{200B}Z3MSJV",
+        // Assignments, quotes, paths and digits after separators.
+        "=\"_auth='890/loca ", "_auth=", "'", "890/loca", "pass:", "/", "token=\"", "9z8y7x6w",
     ]
 }
 
@@ -251,5 +253,33 @@ fn validators_reject_lookalikes() {
     ] {
         let r = s.redact(benign);
         assert!(r.findings.is_empty(), "{benign}: {:?}", r.findings);
+    }
+}
+
+/// A value right after a quoted assignment whose `=` ends the name's run: the verdict must not
+/// depend on where a scan resumed (it once did: a scan resumed past the gating `=`).
+#[test]
+fn assignment_after_a_quote_is_split_independent() {
+    let s = scanner();
+    for text in [
+        "=\"_auth='890/loca ",
+        "config: =\"_auth='9z8y7x6w0/path done",
+        "536-22-8727=\"_auth='890/loca x",
+        "536-22-8727=\"_auth='890/loca xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx ",
+    ] {
+        let one = s.redact(text);
+        let b = text.as_bytes();
+        for chunk in 1..=17 {
+            let cuts: Vec<usize> = (0..=b.len()).step_by(chunk).collect();
+            let (out, findings, _) = stream_bytes(&s, b, &cuts);
+            assert_eq!(out, one.text, "{text:?} in pieces of {chunk}");
+            assert_eq!(findings, one.findings, "{text:?} in pieces of {chunk}");
+        }
+        for c1 in 0..=b.len() {
+            for c2 in c1..=b.len() {
+                let (out, _, _) = stream_bytes(&s, b, &[c1, c2]);
+                assert_eq!(out, one.text, "{text:?} cut at {c1} and {c2}");
+            }
+        }
     }
 }

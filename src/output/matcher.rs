@@ -585,10 +585,12 @@ impl RegexRun {
         if is_run_start(i) && gate_before(gate, bytes, i) {
             return Candidate::Run(i);
         }
-        // A gate byte may stand just before `i`, inside or right after a run already looked at
-        // (`_auth='value`: the `=` ends the run `_auth=`): look back as far as a gate may be
-        // from its run, so the verdict does not depend on where a scan resumed.
-        let mut j = i.saturating_sub(9).max(from);
+        // A gate byte may stand just before `i`, inside a run already looked at or a value
+        // already committed (`_auth='value`: the `=` ends the run `_auth=`): look back as far
+        // as a gate may be from its run, whatever the truncation point, so the verdict does
+        // not depend on where a scan resumed or where an earlier value ended. (Streams keep
+        // more than that much text before any resume point.)
+        let mut j = i.saturating_sub(9);
         while let Some(g) = gate.find(bytes, j) {
             let mut q = g + 1;
             while q < len
