@@ -73,6 +73,9 @@ fn fragments() -> Vec<&'static str> {
         // full-width and look-alike letters, ligatures; each folds inside a value.
         "\u{200B}", "\u{00AD}", "\u{FE0F}", "\u{0301}", "\u{00A0}", "\u{2011}", "\u{FF20}",
         "\u{FF21}", "\u{0410}", "\u{FB01}", "x", "AKIA\u{200B}Z3MSJV",
+        // PEM headers with and without a body.
+        "-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----\n", "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0",
+        "-----END RSA PRIVATE KEY-----",
         // Assignments, quotes, paths and digits after separators.
         "=\"_auth='890/loca ", "_auth=", "'", "890/loca", "pass:", "/", "token=\"", "9z8y7x6w",
     ]
@@ -254,6 +257,28 @@ fn validators_reject_lookalikes() {
         let r = s.redact(benign);
         assert!(r.findings.is_empty(), "{benign}: {:?}", r.findings);
     }
+}
+
+/// A PEM header with no body hides nothing after it; with a body, everything to the END line.
+#[test]
+fn pem_header_without_body_releases_the_answer() {
+    let s = scanner();
+    let text = "A PEM file begins with -----BEGIN PRIVATE KEY----- and then the base64 body, \
+                which you must never paste anywhere. More text follows here, all of it visible.";
+    let one = s.redact(text);
+    assert_eq!(one.text, text, "{:?}", one.findings);
+    let b = text.as_bytes();
+    for chunk in [1, 3, 7, 64] {
+        let cuts: Vec<usize> = (0..=b.len()).step_by(chunk).collect();
+        let (out, _, _) = stream_bytes(&s, b, &cuts);
+        assert_eq!(out, text, "pieces of {chunk}");
+    }
+    // What is held waits a bounded window, not to the end: the text well after the header
+    // leaves before the stream ends.
+    let mut r = s.stream();
+    let mut out = String::new();
+    r.push_str(text, &mut out);
+    assert!(out.contains("then the base64 body"), "{out:?}");
 }
 
 /// A value right after a quoted assignment whose `=` ends the name's run: the verdict must not

@@ -870,6 +870,57 @@ pub fn find_open_end(
     }
 }
 
+/// How far after a PEM header its body must show.
+pub const PEM_BODY_WINDOW: usize = 256;
+/// Base64 characters in a row that make a PEM body.
+const PEM_BODY_MIN: usize = 32;
+
+/// Whether a PEM body follows a header ending at `from`: after line breaks and optional
+/// header lines (`Proc-Type:`, `DEK-Info:`, `Comment:`), at least 32 base64 characters in a
+/// row. Decided within [`PEM_BODY_WINDOW`] bytes of the header, or at the end of the text.
+pub fn pem_body_follows(bytes: &[u8], from: usize, eof: bool) -> Tri {
+    let limit = (from + PEM_BODY_WINDOW).min(bytes.len());
+    let undecided = || {
+        if eof || limit - from >= PEM_BODY_WINDOW {
+            Tri::No
+        } else {
+            Tri::NeedMore
+        }
+    };
+    let mut i = from;
+    loop {
+        while i < limit && matches!(bytes[i], b'\r' | b'\n' | b' ' | b'\t') {
+            i += 1;
+        }
+        if i >= limit {
+            return undecided();
+        }
+        let rest = &bytes[i..limit];
+        let header = [&b"Proc-Type:"[..], b"DEK-Info:", b"Comment:"]
+            .iter()
+            .any(|h| rest.starts_with(h) || (rest.len() < h.len() && h.starts_with(rest)));
+        if !header {
+            break;
+        }
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(n) => i += n + 1,
+            None => return undecided(),
+        }
+    }
+    let run = bytes[i..limit]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        .count();
+    if run >= PEM_BODY_MIN {
+        Tri::Yes
+    } else if i + run < limit {
+        // Something else follows the header: no body.
+        Tri::No
+    } else {
+        undecided()
+    }
+}
+
 /// How far back an open-end search must keep text so a marker split across pushes is found.
 pub const PEM_END_TAIL: usize = 8 + 64 + 5;
 

@@ -9,7 +9,8 @@
 use serde::Serialize;
 
 use super::detectors::{Action, Category, Detector};
-use super::matcher::{find_open_end, Matcher, OpenEnd, Step, View, PEM_END_TAIL};
+use super::matcher::PEM_END_TAIL;
+use super::matcher::{find_open_end, pem_body_follows, Matcher, OpenEnd, Step, Tri, View};
 use crate::unicode::{fold_char, Fold};
 
 /// Default length of a run piece: the most text a single run can hold back.
@@ -84,13 +85,21 @@ impl Scanner {
             let mut best: Option<(usize, usize, usize)> = None;
             for (i, d) in self.detectors.iter().enumerate() {
                 let st = &mut states[i];
-                let step = match st.cached {
-                    Some(step) => step,
-                    None => {
-                        let step = d.matcher.step(&view, st.resume, st.skip);
-                        st.cached = Some(step);
-                        step
+                let step = loop {
+                    let step = match st.cached {
+                        Some(step) => step,
+                        None => {
+                            let step = d.matcher.step(&view, st.resume, st.skip);
+                            st.cached = Some(step);
+                            step
+                        }
+                    };
+                    // A PEM header without a body is no private key: look past it.
+                    if let Some(after) = headless_pem(step, text.as_bytes(), true) {
+                        *st = DetState::at(after);
+                        continue;
                     }
+                    break step;
                 };
                 let (s, e) = match step {
                     Step::Match { start, end } => (start, end),
@@ -152,6 +161,18 @@ impl Scanner {
             findings: Vec::new(),
             utf8: Vec::new(),
         }
+    }
+}
+
+/// Where to look on when `step` opens a PEM header that no body follows (`None` otherwise).
+fn headless_pem(step: Step, bytes: &[u8], eof: bool) -> Option<usize> {
+    match step {
+        Step::Open {
+            end: OpenEnd::PemEnd,
+            scan,
+            ..
+        } if pem_body_follows(bytes, scan, eof) == Tri::No => Some(scan),
+        _ => None,
     }
 }
 
@@ -441,16 +462,46 @@ impl StreamRedactor<'_> {
             let mut safe = self.buf.len();
             for (i, d) in scanner.detectors.iter().enumerate() {
                 let st = &mut self.states[i];
-                let step = match st.cached {
-                    // A final verdict from an earlier push, kept in absolute positions.
-                    Some(c) => shift(c, self.base, false),
-                    None => {
-                        let step = d.matcher.step(&view, st.resume - self.base, st.skip);
-                        if !matches!(step, Step::Wait { .. }) {
-                            st.cached = Some(shift(step, self.base, true));
+                let step = loop {
+                    let step = match st.cached {
+                        // A final verdict from an earlier push, kept in absolute positions.
+                        Some(c) => shift(c, self.base, false),
+                        None => {
+                            let step = d.matcher.step(&view, st.resume - self.base, st.skip);
+                            if !matches!(step, Step::Wait { .. }) {
+                                st.cached = Some(shift(step, self.base, true));
+                            }
+                            step
                         }
-                        step
+                    };
+                    // A PEM header is a private key only when a body follows: hold the text
+                    // from the header while that is undecided (a bounded window); without a
+                    // body, look past the header as if it were plain text.
+                    if let Step::Open {
+                        start,
+                        end: OpenEnd::PemEnd,
+                        scan,
+                    } = step
+                    {
+                        match pem_body_follows(self.buf.as_bytes(), scan, eof) {
+                            Tri::Yes => {}
+                            Tri::No => {
+                                *st = DetState::at(self.base + scan);
+                                continue;
+                            }
+                            Tri::NeedMore => {
+                                st.cached = None;
+                                st.resume = self.base + start;
+                                st.skip = false;
+                                break Step::Wait {
+                                    resume: start,
+                                    safe: start,
+                                    skip: false,
+                                };
+                            }
+                        }
                     }
+                    break step;
                 };
                 match step {
                     step @ (Step::Match { start, .. } | Step::Open { start, .. }) => {

@@ -26,16 +26,22 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "private_key",
         category: Category::Secret,
-        about: "PEM private keys (RSA, EC, DSA, OpenSSH, PKCS#8, encrypted), suppressed from the header to the END line.",
+        about: "PEM private keys (RSA, EC, DSA, OpenSSH, PKCS#8, encrypted): a header followed by a base64 body, suppressed from the header to the END line.",
         action: Action::Redact,
         claims: &["private-key"],
         spec: Spec::Built(pem),
         examples: &[
             "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yL4Wn2ZPnBNkZ7zG9DJ1p3N0r4I1ggNJx0VpIbDnbi0B1cJpMAK+\n-----END RSA PRIVATE KEY-----",
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,5AB1F2C3D4E5F60718293A4B5C6D7E8F\n\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\n-----END RSA PRIVATE KEY-----",
         ],
         counter_examples: &[
             "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",
             "-----BEGIN CERTIFICATE-----",
+            // A header with no body (an answer explaining the format, a string literal) is
+            // not a key, and must not hide the rest of the answer.
+            "A key file starts with -----BEGIN RSA PRIVATE KEY----- and ends with an END line.",
+            "const HEADER: &str = \"-----BEGIN PRIVATE KEY-----\";\nfn main() {}",
+            "-----BEGIN EC PRIVATE KEY-----\n...\n-----END EC PRIVATE KEY-----",
         ],
     },
     Rule {
