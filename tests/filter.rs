@@ -238,9 +238,9 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000), anthropic in any::<bool>()) {
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000), which in 0usize..3) {
         let s = scanner();
-        let proto = if anthropic { Protocol::AnthropicMessages } else { Protocol::OpenAiChat };
+        let proto = Protocol::ALL[which];
         let (out, outcome) = run(&s, proto, &bytes, &[7, 100, 333]);
         prop_assert!(outcome != Outcome::Open);
         let _ = out;

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     if data.is_empty() {
         return;
     }
-    let proto = if data[0] & 1 == 0 { Protocol::OpenAiChat } else { Protocol::AnthropicMessages };
+    let proto = Protocol::ALL[usize::from(data[0]) % Protocol::ALL.len()];
     // The raw bytes, and the same bytes with a key planted in every string.
     let text = String::from_utf8_lossy(&data[1..]).into_owned();
     let planted = text.replace("\"\"", &format!("\"{KEY}\""));

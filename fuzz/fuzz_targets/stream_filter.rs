@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     if data.is_empty() {
         return;
     }
-    let proto = if data[0] & 1 == 0 { Protocol::OpenAiChat } else { Protocol::AnthropicMessages };
+    let proto = Protocol::ALL[usize::from(data[0]) % Protocol::ALL.len()];
     let mut f = StreamFilter::new(scanner(), proto);
     let mut out = Vec::new();
     for chunk in data[1..].chunks(1 + usize::from(data[0] >> 1)) {
