@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--limits JSON] [--monitor-only] [--trust-system] [--disabled]\n  edgeguard redact [--chunk N] [--all]\n  edgeguard scan [--layer output] [--all]\n  edgeguard eval [--layer output] FILE...\n\n--all turns on the detectors that are off by default (IP addresses)."
+        "usage:\n  edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--limits JSON] [--monitor-only] [--trust-system] [--disabled]\n  edgeguard redact [--chunk N] [--all]\n  edgeguard scan [--layer output] [--all]\n  edgeguard eval [--layer output] FILE...\n  edgeguard bench-corpus [--all] [--chunks A..B] [--examples N] PATH...\n\n--all turns on the detectors that are off by default (IP addresses)."
     );
     ExitCode::from(2)
 }
@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         "redact" => redact(rest),
         "scan" => scan(rest),
         "eval" => eval(rest),
+        "bench-corpus" => bench_corpus(rest),
         _ => usage(),
     }
 }
@@ -159,6 +160,116 @@ fn mint_record(args: &[String]) -> Result<serde_json::Value, String> {
         limits,
     };
     Ok(json!({"key": key, "key_id": key_id, "kv_key": kv_key(&key), "record": record}))
+}
+
+/// Files under `path` (a file, or every regular file below a folder, in sorted order).
+fn files_under(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return;
+    };
+    let mut entries: Vec<std::path::PathBuf> =
+        rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for e in entries {
+        if !e.is_symlink() {
+            files_under(&e, out);
+        }
+    }
+}
+
+/// Findings per detector and throughput on any text, so operators can measure false alarms on
+/// their own traffic; with `--chunks A..B`, also checks that streaming every file in pieces of
+/// A to B bytes gives exactly the one-shot output (exit 1 on any difference).
+fn bench_corpus(args: &[String]) -> ExitCode {
+    let all = has(args, "--all");
+    let examples: usize = flag(args, "--examples")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let chunks = flag(args, "--chunks").and_then(|c| {
+        let (a, b) = c.split_once("..")?;
+        Some((a.parse::<usize>().ok()?.max(1), b.parse::<usize>().ok()?))
+    });
+    let mut skip_next = false;
+    let mut paths = Vec::new();
+    for a in args {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        if matches!(a.as_str(), "--chunks" | "--examples") {
+            skip_next = true;
+            continue;
+        }
+        if !a.starts_with("--") {
+            files_under(std::path::Path::new(a), &mut paths);
+        }
+    }
+    if paths.is_empty() {
+        return usage();
+    }
+    let s = scanner(all);
+    let mut per: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+    let (mut bytes, mut secs, mut differences) = (0usize, 0f64, 0usize);
+    for p in &paths {
+        let Ok(raw) = std::fs::read(p) else { continue };
+        let text = String::from_utf8_lossy(&raw);
+        let t0 = std::time::Instant::now();
+        let r = s.redact(&text);
+        secs += t0.elapsed().as_secs_f64();
+        bytes += text.len();
+        for f in &r.findings {
+            let e = per.entry(f.detector.clone()).or_default();
+            e.0 += 1;
+            if e.1.len() < examples {
+                let lo = text.floor_char_boundary(f.start.saturating_sub(24));
+                let hi = text.ceil_char_boundary((f.end + 24).min(text.len()));
+                e.1.push(format!("{}: {:?}", p.display(), &text[lo..hi]));
+            }
+        }
+        if let Some((a, b)) = chunks {
+            for n in a..=b {
+                let mut st = s.stream();
+                let mut out = String::new();
+                for c in raw.chunks(n) {
+                    st.push_bytes(c, &mut out);
+                }
+                st.finish(&mut out);
+                if out != r.text {
+                    differences += 1;
+                    eprintln!(
+                        "stream differs from one-shot: {} in pieces of {n}",
+                        p.display()
+                    );
+                }
+            }
+        }
+    }
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "{} files, {mb:.1} MB, one-shot {:.0} MB/s",
+        paths.len(),
+        mb / secs.max(1e-9)
+    );
+    for (d, (n, ex)) in &per {
+        println!(
+            "{d:24} {n:>8} findings ({:.1} per MB)",
+            *n as f64 / mb.max(1e-9)
+        );
+        for e in ex {
+            println!("    {e}");
+        }
+    }
+    if let Some((a, b)) = chunks {
+        println!("stream vs one-shot, pieces of {a}..={b} bytes: {differences} differences");
+        if differences > 0 {
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn redact(args: &[String]) -> ExitCode {
