@@ -83,13 +83,11 @@ impl Trust<'_> {
         if claimed != Source::System {
             return claimed;
         }
-        if self.all_system
-            || (!self.prompts.is_empty()
-                && self
-                    .prompts
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(&crate::network::keys::hash_key(text))))
-        {
+        let listed = || {
+            let hash = crate::network::keys::hash_key(text);
+            self.prompts.iter().any(|h| h.eq_ignore_ascii_case(&hash))
+        };
+        if self.all_system || (!self.prompts.is_empty() && listed()) {
             Source::Trusted
         } else {
             Source::System

@@ -228,9 +228,10 @@ impl KeyState {
         }
 
         // Token budget: a bucket refilled continuously to `tokens_per_minute`.
+        let reservation = self.reservation(ask);
         if let Some(tpm) = t.tokens_per_minute {
             self.refill(now, tpm);
-            let want = f64::from(self.reservation(ask));
+            let want = f64::from(reservation);
             if d.allowed && want > f64::from(tpm) {
                 d.allowed = false;
                 d.refusal = Some(Refusal::TokensTooLarge);
@@ -262,7 +263,7 @@ impl KeyState {
                     .push((ask.lease_id.clone(), now + ask.lease_ttl_ms));
             }
             if t.tokens_per_minute.is_some() {
-                d.reserved = self.reservation(ask);
+                d.reserved = reservation;
                 self.tokens -= f64::from(d.reserved);
             }
         }
