@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
-use super::wire::Wire;
+use super::wire::{self, Wire};
 use super::wire::{
     counters, int, label, model_json, one_of, Flow, ModelOutput, Pick, StreamSchema,
 };
@@ -157,7 +157,7 @@ fn block(v: Value, index: u64, m: &mut dyn ModelOutput, whole: bool) -> Option<(
         Some("tool_use") | Some("server_tool_use") => Kind::ToolJson,
         Some("redacted_thinking") => Kind::Opaque,
         Some(other) => {
-            m.dropped(&format!("content[].type={}", label_or(other)));
+            m.dropped(&format!("content[].type={}", wire::type_name(other)));
             return Some((Kind::Dropped, Value::Null));
         }
         None => {
@@ -213,14 +213,6 @@ fn block(v: Value, index: u64, m: &mut dyn ModelOutput, whole: bool) -> Option<(
         Kind::Dropped => {}
     }
     Some((kind, Value::Object(p.done(m))))
-}
-
-fn label_or(s: &str) -> &str {
-    if s.len() <= 40 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        s
-    } else {
-        "?"
-    }
 }
 
 /// The message envelope (a whole response, or `message_start`'s message).
@@ -371,7 +363,7 @@ impl AnthropicStream {
             _ => {
                 m.dropped(&format!(
                     "content_block_delta.delta.type={}",
-                    label_or(&dtype)
+                    wire::type_name(&dtype)
                 ));
                 return;
             }
@@ -519,7 +511,7 @@ impl StreamSchema for AnthropicStream {
                 flow = Flow::UpstreamError;
             }
             other => {
-                m.dropped(&format!("event.type={}", label_or(other)));
+                m.dropped(&format!("event.type={}", wire::type_name(other)));
             }
         }
         flow

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
-use super::wire::{count, counters, int, model_json, one_of, Speaker, Wire};
+use super::wire::{self, count, counters, int, model_json, one_of, Speaker, Wire};
 use super::wire::{Flow, ModelOutput, Pick, StreamSchema};
 
 pub struct Responses;
@@ -769,16 +769,7 @@ impl StreamSchema for ResponsesStream {
                 return Flow::UpstreamError;
             }
             other => {
-                let name = if other.len() <= 60
-                    && other
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-                {
-                    other
-                } else {
-                    "?"
-                };
-                m.dropped(&format!("event.type={name}"));
+                m.dropped(&format!("event.type={}", wire::type_name(other)));
                 return Flow::Open;
             }
         }

@@ -6,6 +6,20 @@ use serde_json::{Map, Value};
 use super::sse::SseEvent;
 use super::Protocol;
 
+/// A provider-written name (an event or content type) as it may appear in the dropped-field
+/// counts of the audit record and logs: short identifier-like names as they are, anything else
+/// as `?`, so a model cannot write free text into the logs through a type name.
+pub fn type_name(s: &str) -> &str {
+    if s.len() <= 60
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    {
+        s
+    } else {
+        "?"
+    }
+}
+
 /// Who a piece of request text claims to come from. A claim, not trust: the input layer
 /// decides what each speaker's text weighs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
