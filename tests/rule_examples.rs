@@ -145,51 +145,45 @@ fn every_injection_rule_has_examples_that_hold() {
     let mut checked = 0;
     for (n, rule) in PHRASES.iter().enumerate() {
         let name = format!("injection phrase rule {} (#{n}: {})", rule.id, rule.about);
-        assert!(!rule.attacks.is_empty(), "{name}: no attack examples");
-        assert!(!rule.benign.is_empty(), "{name}: no benign examples");
         let alone = InjectionScanner::from_rules(std::slice::from_ref(rule), &[])
             .unwrap_or_else(|e| panic!("{e}"));
-        for t in rule.attacks {
-            let v = alone.scan([(Source::User, *t)]);
-            assert!(
-                v.rules.contains(&rule.id),
-                "{name}: misses its attack {t:?}"
-            );
-            let v = full.scan([(Source::User, *t)]);
-            assert!(
-                v.rules.contains(&rule.id),
-                "{name}: {t:?} not flagged in the full scanner"
-            );
-            checked += 1;
-        }
-        for t in rule.benign {
-            let v = alone.scan([(Source::User, *t)]);
-            assert!(!v.rules.contains(&rule.id), "{name}: fires on benign {t:?}");
-        }
+        checked +=
+            check_injection_examples(&name, rule.id, rule.attacks, rule.benign, &alone, &full);
     }
     for (n, rule) in PATTERNS.iter().enumerate() {
         let name = format!("injection pattern rule {} (#{n}: {})", rule.id, rule.about);
-        assert!(!rule.attacks.is_empty(), "{name}: no attack examples");
-        assert!(!rule.benign.is_empty(), "{name}: no benign examples");
         let alone = InjectionScanner::from_rules(&[], std::slice::from_ref(rule))
             .unwrap_or_else(|e| panic!("{e}"));
-        for t in rule.attacks {
-            let v = alone.scan([(Source::User, *t)]);
-            assert!(
-                v.rules.contains(&rule.id),
-                "{name}: misses its attack {t:?}"
-            );
-            let v = full.scan([(Source::User, *t)]);
-            assert!(
-                v.rules.contains(&rule.id),
-                "{name}: {t:?} not flagged in the full scanner"
-            );
-            checked += 1;
-        }
-        for t in rule.benign {
-            let v = alone.scan([(Source::User, *t)]);
-            assert!(!v.rules.contains(&rule.id), "{name}: fires on benign {t:?}");
-        }
+        checked +=
+            check_injection_examples(&name, rule.id, rule.attacks, rule.benign, &alone, &full);
     }
     assert!(checked >= 30, "only {checked} attack examples checked");
+}
+
+/// Checks one injection rule's examples: each attack fires the rule alone and in the full
+/// scanner, no benign example fires it. Returns how many attacks were checked.
+fn check_injection_examples(
+    name: &str,
+    id: &'static str,
+    attacks: &[&str],
+    benign: &[&str],
+    alone: &InjectionScanner,
+    full: &InjectionScanner,
+) -> usize {
+    assert!(!attacks.is_empty(), "{name}: no attack examples");
+    assert!(!benign.is_empty(), "{name}: no benign examples");
+    for t in attacks {
+        let v = alone.scan([(Source::User, *t)]);
+        assert!(v.rules.contains(&id), "{name}: misses its attack {t:?}");
+        let v = full.scan([(Source::User, *t)]);
+        assert!(
+            v.rules.contains(&id),
+            "{name}: {t:?} not flagged in the full scanner"
+        );
+    }
+    for t in benign {
+        let v = alone.scan([(Source::User, *t)]);
+        assert!(!v.rules.contains(&id), "{name}: fires on benign {t:?}");
+    }
+    attacks.len()
 }
