@@ -112,11 +112,9 @@ fn parse_auth(setting: &'static str, v: Option<&str>) -> Result<OriginAuth, Conf
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub origin_url: String,
-    pub origin_api_key: String,
-    pub origin_auth: OriginAuth,
-    /// Query parameters forwarded to the default origin (`ORIGIN_QUERY_PARAMS`).
-    pub origin_query: Vec<String>,
+    /// The default origin (`ORIGIN_URL`, `ORIGIN_API_KEY`, `ORIGIN_AUTH`,
+    /// `ORIGIN_QUERY_PARAMS`).
+    pub origin: Origin,
     /// Per-protocol origins (`ORIGINS`, keys `openai` and `anthropic`); a protocol without one
     /// goes to the default origin.
     pub origins: BTreeMap<String, Origin>,
@@ -417,10 +415,12 @@ impl Config {
             limiter_timeout_ms: number(get, "LIMITER_TIMEOUT_MS", 2_000, 50, 30_000)?,
             lease_ttl_ms: number(get, "LEASE_TTL_MS", 900_000, 1_000, 86_400_000)?,
             auth_failures_per_minute: number(get, "AUTH_FAILURES_PER_MINUTE", 20, 1, 10_000)?,
-            origin_url,
-            origin_api_key,
-            origin_auth,
-            origin_query,
+            origin: Origin {
+                url: origin_url,
+                auth: origin_auth,
+                api_key: origin_api_key,
+                query: origin_query,
+            },
             origins,
             max_body_bytes: number(get, "MAX_BODY_BYTES", 1 << 20, 1024, 32 << 20)?,
             max_json_depth: number(get, "MAX_JSON_DEPTH", 32, 4, 128)?,
@@ -443,16 +443,9 @@ impl Config {
 
 impl Config {
     /// The origin a protocol's requests go to (`None`: pass-through paths, the default origin).
-    pub fn origin_for(&self, name: Option<&str>) -> Origin {
-        if let Some(o) = name.and_then(|n| self.origins.get(n)) {
-            return o.clone();
-        }
-        Origin {
-            url: self.origin_url.clone(),
-            auth: self.origin_auth,
-            api_key: self.origin_api_key.clone(),
-            query: self.origin_query.clone(),
-        }
+    pub fn origin_for(&self, name: Option<&str>) -> &Origin {
+        name.and_then(|n| self.origins.get(n))
+            .unwrap_or(&self.origin)
     }
 
     /// The limits for a key: its tier (or `default`), with the key's own overrides on top.
@@ -491,9 +484,9 @@ mod tests {
     #[test]
     fn defaults() {
         let c = cfg(&BASE).unwrap();
-        assert_eq!(c.origin_url, "http://127.0.0.1:9000");
+        assert_eq!(c.origin.url, "http://127.0.0.1:9000");
         assert_eq!(c.max_body_bytes, 1 << 20);
-        assert_eq!(c.origin_auth, OriginAuth::Bearer);
+        assert_eq!(c.origin.auth, OriginAuth::Bearer);
     }
 
     #[test]
