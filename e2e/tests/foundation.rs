@@ -195,34 +195,12 @@ fn bad_bodies_get_openai_errors(ctx: &Ctx) {
 }
 
 fn paths_and_methods(ctx: &Ctx) {
-    let auth = format!("Bearer {}", ctx.key);
-    let r = request(
-        ctx.gw.port,
-        "GET",
-        "/v1/engines",
-        &[("authorization", &auth)],
-        None,
-    )
-    .unwrap();
+    let r = ctx.get("/v1/engines");
     assert_openai_error(&r, 404, "unknown_url");
-    let r = request(
-        ctx.gw.port,
-        "GET",
-        "/v1/chat/completions",
-        &[("authorization", &auth)],
-        None,
-    )
-    .unwrap();
+    let r = ctx.get("/v1/chat/completions");
     assert_openai_error(&r, 405, "method_not_allowed");
     // Listed for pass-through in wrangler.toml: forwarded, authenticated.
-    let r = request(
-        ctx.gw.port,
-        "GET",
-        "/v1/models",
-        &[("authorization", &auth)],
-        None,
-    )
-    .unwrap();
+    let r = ctx.get("/v1/models");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["data"][0]["id"], "mock-1");
     let r = request(ctx.gw.port, "GET", "/v1/models", &[], None).unwrap();

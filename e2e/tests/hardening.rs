@@ -356,14 +356,7 @@ fn input_no_spelling_of_the_token_fields_passes_the_cap(ctx: &Ctx) {
 
 fn network_pass_through_methods(ctx: &Ctx) {
     let auth = format!("Bearer {}", ctx.key);
-    let r = request(
-        ctx.gw.port,
-        "GET",
-        "/v1/models",
-        &[("authorization", &auth)],
-        None,
-    )
-    .expect("request");
+    let r = ctx.get("/v1/models");
     assert_eq!(r.status, 200, "{}", r.text());
     for method in ["DELETE", "POST", "PUT"] {
         let r = request(
@@ -380,14 +373,7 @@ fn network_pass_through_methods(ctx: &Ctx) {
         assert_eq!(r.status, 405, "{method}: {}", r.text());
         assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method}");
     }
-    let r = request(
-        ctx.gw.port,
-        "GET",
-        "/v1/chat/completions",
-        &[("authorization", &auth)],
-        None,
-    )
-    .expect("request");
+    let r = ctx.get("/v1/chat/completions");
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
 }
 

@@ -76,6 +76,12 @@ impl Ctx {
         .expect("request")
     }
 
+    /// A GET with the test key.
+    pub fn get(&self, path: &str) -> Resp {
+        let auth = format!("Bearer {}", self.key);
+        request(self.gw.port, "GET", path, &[("authorization", &auth)], None).expect("request")
+    }
+
     pub fn chat(&self, body: &Value) -> Resp {
         self.post("/v1/chat/completions", Some(&self.key), body)
     }
