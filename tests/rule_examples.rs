@@ -98,6 +98,15 @@ fn every_detector_rule_has_examples_that_hold() {
             );
             let (out, _) = stream(&s, ex, ex.len(), true);
             assert_eq!(out, *ex, "{name}: streamed counter-example {ex:?} changed");
+            // No prefix of a counter-example reports what the whole does not.
+            for upto in 0..=ex.len() {
+                let (_, early) = stream(&s, ex, upto, false);
+                assert!(
+                    early.is_empty(),
+                    "{name}: prefix {:?} of counter-example {ex:?} reported {early:?}",
+                    &ex.as_bytes()[..upto]
+                );
+            }
         }
     }
     assert!(checked > 20, "only {checked} examples checked");

@@ -163,7 +163,7 @@ pub const RULES: &[Rule] = &[
             glued: true,
         },
         examples: &["xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"],
-        counter_examples: &["xoxb-not-a-token", "xoxb-"],
+        counter_examples: &["xoxb-not-a-token", "xoxb-", "xoxb-888889ssEG-888888G"],
     },
     Rule {
         id: "slack_webhook",
@@ -466,10 +466,16 @@ fn judge_gitlab(run: &str, complete: bool) -> Tri {
 
 fn judge_slack(run: &str, complete: bool) -> Tri {
     // Slack tokens: digit groups (team, user, bot ids) and a random part, or one long random
-    // part (configuration and refresh tokens). Every condition only grows with the run.
+    // part (configuration and refresh tokens). Every condition only grows with the run: the
+    // last group of an unfinished run may still gain letters, so it is not an id yet.
     let body = run.split_once('-').map_or("", |(_, b)| b);
     let groups: Vec<&str> = body.split('-').collect();
-    let ids = groups
+    let settled = if complete {
+        groups.len()
+    } else {
+        groups.len().saturating_sub(1)
+    };
+    let ids = groups[..settled]
         .iter()
         .filter(|g| g.len() >= 6 && g.bytes().all(|b| b.is_ascii_digit()))
         .count();
