@@ -6,6 +6,8 @@ use std::fmt;
 
 use std::collections::BTreeMap;
 
+use crate::audit::anomaly::Thresholds;
+use crate::audit::event::AddressPolicy;
 use crate::input::{InputPolicy, InvisiblePolicy};
 use crate::network::limits::Tier;
 use crate::output::filter::UnknownFields;
@@ -142,6 +144,86 @@ pub struct Config {
     /// SHA-256 (hex) of system prompts whose text is trusted (not scored).
     pub trusted_system_prompts: Vec<String>,
     pub injection_action: InjectionAction,
+    /// The audit layer (`AUDIT = "on"`, the default), or `None` when turned off.
+    pub audit: Option<AuditConfig>,
+}
+
+/// Where audit events go and what they keep.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// `AUDIT_HMAC_KEY` (a secret): fingerprints of detected values and batch signatures.
+    pub hmac_key: Vec<u8>,
+    /// `AUDIT_CLIENT_ADDRESS`: full, truncated (/24, /48; the default) or omit.
+    pub address: AddressPolicy,
+    /// `AUDIT_WEBHOOK_URL` and the secret `AUDIT_WEBHOOK_SECRET` that signs its bodies.
+    pub webhook: Option<Webhook>,
+    /// `ANOMALY_THRESHOLDS`.
+    pub anomaly: Thresholds,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: Vec<u8>,
+}
+
+/// Reads the audit settings: off, or on with every piece it needs.
+fn audit_config(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<AuditConfig>, ConfigError> {
+    if !choice(get, "AUDIT", &[("on", true), ("off", false)])? {
+        return Ok(None);
+    }
+    let hmac_key = get("AUDIT_HMAC_KEY").unwrap_or_default();
+    if hmac_key.trim().len() < 32 {
+        return Err(err(
+            "AUDIT_HMAC_KEY",
+            "missing or shorter than 32 characters (set it with `wrangler secret put AUDIT_HMAC_KEY`, or AUDIT = \"off\")",
+        ));
+    }
+    let address = match get("AUDIT_CLIENT_ADDRESS") {
+        None => AddressPolicy::Truncated,
+        Some(v) => AddressPolicy::parse(v.trim()).ok_or_else(|| {
+            err(
+                "AUDIT_CLIENT_ADDRESS",
+                format!("expected one of full, truncated, omit, got {v:?}"),
+            )
+        })?,
+    };
+    let webhook = match get("AUDIT_WEBHOOK_URL").filter(|u| !u.trim().is_empty()) {
+        None => None,
+        Some(url) => {
+            let url = url.trim().to_string();
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| url.starts_with(p));
+            if !(url.starts_with("https://") || loopback) || url.len() < 12 {
+                return Err(err(
+                    "AUDIT_WEBHOOK_URL",
+                    "must be an https URL (http only to a loopback address)",
+                ));
+            }
+            let secret = get("AUDIT_WEBHOOK_SECRET").unwrap_or_default();
+            if secret.trim().len() < 16 {
+                return Err(err(
+                    "AUDIT_WEBHOOK_SECRET",
+                    "missing or shorter than 16 characters while AUDIT_WEBHOOK_URL is set",
+                ));
+            }
+            Some(Webhook {
+                url,
+                secret: secret.trim().as_bytes().to_vec(),
+            })
+        }
+    };
+    let anomaly = match get("ANOMALY_THRESHOLDS").filter(|v| !v.trim().is_empty()) {
+        None => Thresholds::default(),
+        Some(v) => Thresholds::parse(&v).map_err(|e| err("ANOMALY_THRESHOLDS", e))?,
+    };
+    Ok(Some(AuditConfig {
+        hmac_key: hmac_key.trim().as_bytes().to_vec(),
+        address,
+        webhook,
+        anomaly,
+    }))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,6 +492,7 @@ impl Config {
             injection_threshold: f64::from(threshold_pct) / 100.0,
             trusted_system_prompts,
             injection_action,
+            audit: audit_config(get)?,
             tiers,
             limiter_failure,
             limiter_timeout_ms: number(get, "LIMITER_TIMEOUT_MS", 2_000, 50, 30_000)?,
@@ -476,10 +559,61 @@ mod tests {
         Config::from_lookup(&|k| m.get(k).cloned())
     }
 
-    const BASE: [(&str, &str); 2] = [
+    const BASE: [(&str, &str); 3] = [
         ("ORIGIN_URL", "http://127.0.0.1:9000/"),
         ("ORIGIN_API_KEY", "sk-origin"),
+        ("AUDIT_HMAC_KEY", "an-audit-key-of-at-least-32-characters"),
     ];
+
+    #[test]
+    fn audit_settings_fail_closed() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut v: Vec<(&str, &str)> = BASE.to_vec();
+            v.extend_from_slice(extra);
+            cfg(&v)
+        };
+        let a = with(&[]).unwrap().audit.unwrap();
+        assert_eq!(a.address, AddressPolicy::Truncated);
+        assert!(a.webhook.is_none());
+        assert!(with(&[("AUDIT", "off")]).unwrap().audit.is_none());
+        let no_key = cfg(&BASE[..2]).unwrap_err();
+        assert_eq!(no_key.setting, "AUDIT_HMAC_KEY");
+        assert!(cfg(&[BASE[0], BASE[1], ("AUDIT", "off")]).is_ok());
+        assert_eq!(with(&[("AUDIT", "maybe")]).unwrap_err().setting, "AUDIT");
+        assert_eq!(
+            with(&[("AUDIT_CLIENT_ADDRESS", "half")])
+                .unwrap_err()
+                .setting,
+            "AUDIT_CLIENT_ADDRESS"
+        );
+        assert_eq!(
+            with(&[("AUDIT_WEBHOOK_URL", "https://siem.example.com/in")])
+                .unwrap_err()
+                .setting,
+            "AUDIT_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            with(&[
+                ("AUDIT_WEBHOOK_URL", "http://siem.example.com/in"),
+                ("AUDIT_WEBHOOK_SECRET", "0123456789abcdef")
+            ])
+            .unwrap_err()
+            .setting,
+            "AUDIT_WEBHOOK_URL"
+        );
+        let w = with(&[
+            ("AUDIT_WEBHOOK_URL", "http://127.0.0.1:9/audit"),
+            ("AUDIT_WEBHOOK_SECRET", "0123456789abcdef"),
+        ])
+        .unwrap();
+        assert!(w.audit.unwrap().webhook.is_some());
+        assert_eq!(
+            with(&[("ANOMALY_THRESHOLDS", r#"{"blocked": -1}"#)])
+                .unwrap_err()
+                .setting,
+            "ANOMALY_THRESHOLDS"
+        );
+    }
 
     #[test]
     fn defaults() {

@@ -77,6 +77,7 @@ pub fn plan(
 ) -> Result<Plan, ApiError> {
     let wire = protocol.wire();
     log.request_bytes = body.len();
+    log.protocol = Some(protocol.name().to_string());
     let mut parsed = protocol::parse_body(body, cfg.max_body_bytes, cfg.max_json_depth)?;
     let meta = protocol::check_chat_request(protocol, &parsed)?;
     protocol::check_counts(&parsed)?;
@@ -539,6 +540,10 @@ mod tests {
         let mut m: HashMap<String, String> = HashMap::new();
         m.insert("ORIGIN_URL".into(), "http://127.0.0.1:9000".into());
         m.insert("ORIGIN_API_KEY".into(), "sk-origin".into());
+        m.insert(
+            "AUDIT_HMAC_KEY".into(),
+            "an-audit-key-of-at-least-32-chars".into(),
+        );
         for (k, v) in extra {
             m.insert(k.to_string(), v.to_string());
         }

@@ -14,7 +14,9 @@ fn scanner_with(holdback: usize, actions: Vec<(String, Action)>) -> Scanner {
         custom: vec![],
         actions,
     };
+    // With an audit key, so that every comparison below also compares the fingerprints.
     Scanner::new(catalog(&cfg).unwrap(), holdback)
+        .with_fingerprint_key(Some(b"redaction-test-audit-key".to_vec()))
 }
 
 fn scanner() -> Scanner {
@@ -307,4 +309,34 @@ fn assignment_after_a_quote_is_split_independent() {
             }
         }
     }
+}
+
+#[test]
+fn fingerprints_name_the_value_whatever_its_spelling() {
+    let s = scanner();
+    let plain = s.redact("key AKIAZ3MSJV4WWNKWW5FG here");
+    // Full-width letters and a zero-width space inside: the same key to the detectors.
+    let disguised = s.redact("key \u{FF21}KIAZ3MSJV4\u{200B}WWNKWW5FG here");
+    let fp = |r: &edgeguard::output::Redaction| r.findings[0].fingerprint.clone().unwrap();
+    assert_eq!(fp(&plain), fp(&disguised));
+    assert_eq!(
+        fp(&plain),
+        edgeguard::audit::sign::fingerprint(
+            b"redaction-test-audit-key",
+            "aws_access_key",
+            "AKIAZ3MSJV4WWNKWW5FG"
+        )
+    );
+    let other = s.redact("key AKIAZ3MSJV4WWNKWW5FH here");
+    assert_ne!(fp(&plain), fp(&other));
+    // Streamed byte by byte: the same fingerprint.
+    let text = "key \u{FF21}KIAZ3MSJV4\u{200B}WWNKWW5FG here";
+    let cuts: Vec<usize> = (0..=text.len()).collect();
+    let (_, findings, _) = stream_bytes(&s, text.as_bytes(), &cuts);
+    assert_eq!(findings[0].fingerprint, Some(fp(&plain)));
+    // Without a key there is no fingerprint.
+    let bare = Scanner::new(catalog(&CatalogConfig::default()).unwrap(), 256);
+    assert!(bare.redact("key AKIAZ3MSJV4WWNKWW5FG").findings[0]
+        .fingerprint
+        .is_none());
 }

@@ -370,3 +370,102 @@ pub fn request(
         pieces,
     })
 }
+
+/// One POST the webhook receiver answered.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// The `x-edgeguard-signature` header checked against the body with the shared secret.
+    pub signature_ok: bool,
+    pub batch: String,
+}
+
+#[derive(Default)]
+struct WebhookState {
+    deliveries: Vec<Delivery>,
+    fail_next: usize,
+}
+
+/// A local webhook receiver (the SIEM side): records every delivery, answers 503 to the next
+/// `fail_next` ones and 200 otherwise.
+pub struct Webhook {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<WebhookState>>,
+}
+
+impl Webhook {
+    pub fn fail_next(&self, n: usize) {
+        self.state.lock().expect("webhook state").fail_next = n;
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state.lock().expect("webhook state").deliveries.clone()
+    }
+}
+
+pub fn start_webhook(secret: &'static [u8]) -> Webhook {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+    let port = listener.local_addr().expect("addr").port();
+    let state = std::sync::Arc::new(std::sync::Mutex::new(WebhookState::default()));
+    let shared = state.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let _ = serve_webhook(conn, secret, &shared);
+        }
+    });
+    Webhook { port, state }
+}
+
+fn serve_webhook(
+    conn: TcpStream,
+    secret: &[u8],
+    state: &std::sync::Mutex<WebhookState>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut r = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut len = 0usize;
+    let (mut sig, mut batch) = (String::new(), String::new());
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l)?;
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "content-length" => len = v.trim().parse().unwrap_or(0),
+                "x-edgeguard-signature" => sig = v.trim().to_string(),
+                "x-edgeguard-batch" => batch = v.trim().to_string(),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    let status = {
+        let mut s = state.lock().expect("webhook state");
+        let status = if s.fail_next > 0 {
+            s.fail_next -= 1;
+            503
+        } else {
+            200
+        };
+        s.deliveries.push(Delivery {
+            status,
+            signature_ok: edgeguard::audit::sign::verify_webhook(secret, &sig, &body),
+            body,
+            batch,
+        });
+        status
+    };
+    let mut w = conn;
+    write!(
+        w,
+        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )?;
+    Ok(())
+}

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use edgeguard::network::keys::{format_key, kv_key, KeyRecord};
-use harness::{request, Gateway, Mock, Resp};
+use harness::{request, Gateway, Mock, Resp, Webhook};
 use serde_json::{json, Value};
 
 pub const ORIGIN_SECRET: &str = "sk-origin-test-credential";
@@ -21,6 +21,9 @@ pub const CANARY: &str = "EGCANARY-7c41d9e2";
 pub const AWS_KEY: &str = "AKIAZ3MSJV4WWNKWW5FG";
 pub const CARD: &str = "4111 1111 1111 1111";
 pub const EMAIL: &str = "jane.doe@example.com";
+/// The audit layer's key and the webhook's secret on the test stack.
+pub const AUDIT_KEY: &str = "e2e-audit-hmac-key-0123456789abcdef";
+pub const WEBHOOK_SECRET: &[u8] = b"e2e-webhook-secret-0123";
 pub const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yL4Wn2ZPnBNkZ7zG9DJ1p3N0r4I1ggNJx0VpIbDnbi0B1cJpMAK+\n-----END RSA PRIVATE KEY-----";
 
 pub struct Ctx {
@@ -48,6 +51,14 @@ pub struct Ctx {
     pub three_key: String,
     /// A key with the default-sized token budget (400,000 a minute, completions up to 128,000).
     pub big_key: String,
+    /// Keys of the audit tests: one for the audited requests, one on a tier of one request a
+    /// minute, one that probes with injections.
+    pub audit_key: String,
+    pub one_key: String,
+    pub probe_key: String,
+    /// The gateway's local state (KV, R2, ...), and the audit webhook's receiver.
+    pub state: std::path::PathBuf,
+    pub webhook: Webhook,
 }
 
 /// Limit tiers for the tests; `default` is generous so that other tests never hit it.
@@ -57,6 +68,7 @@ pub const TEST_TIERS: &str = r#"{"default": {"requests_per_minute": 100000, "bur
   "budget": {"tokens_per_minute": 1000},
   "three": {"requests_per_minute": 60, "burst": 3, "max_tokens": 300},
   "big": {"tokens_per_minute": 400000, "max_tokens": 128000},
+  "one": {"requests_per_minute": 1, "burst": 1},
   "unlimited": {}}"#;
 
 impl Ctx {
@@ -115,7 +127,7 @@ pub fn stream_text(r: &Resp) -> String {
         .collect()
 }
 
-fn key_record(id: &str, extra: Value) -> String {
+pub fn key_record(id: &str, extra: Value) -> String {
     // The tests script the mock origin from the system message, the operator's own text.
     let mut r = serde_json::to_value(KeyRecord {
         trust_system: true,
@@ -137,6 +149,7 @@ fn key_record(id: &str, extra: Value) -> String {
     r.to_string()
 }
 
+mod audit;
 mod bench;
 mod foundation;
 mod hardening;
@@ -156,6 +169,7 @@ fn main() {
     tests.extend_from_slice(input::TESTS);
     tests.extend_from_slice(hardening::TESTS);
     tests.extend_from_slice(protocols::TESTS);
+    tests.extend_from_slice(audit::TESTS);
     if std::env::var("EDGEGUARD_BENCH").as_deref() == Ok("1") {
         tests.extend_from_slice(bench::TESTS);
     }
@@ -186,6 +200,9 @@ fn main() {
     let untrusted_key = format_key(&[10; 32]);
     let three_key = format_key(&[11; 32]);
     let big_key = format_key(&[12; 32]);
+    let audit_key = format_key(&[13; 32]);
+    let one_key = format_key(&[14; 32]);
+    let probe_key = format_key(&[15; 32]);
     harness::seed_keys(
         &state,
         &[
@@ -234,9 +251,16 @@ fn main() {
                 kv_key(&free_key),
                 key_record("k_free", json!({"tier": "unlimited"})),
             ),
+            (kv_key(&audit_key), key_record("k_audit", json!({}))),
+            (
+                kv_key(&one_key),
+                key_record("k_one", json!({"tier": "one"})),
+            ),
+            (kv_key(&probe_key), key_record("k_probe", json!({}))),
         ],
     );
     let mock = harness::start_mock();
+    let webhook = harness::start_webhook(WEBHOOK_SECRET);
     let origin = format!("http://127.0.0.1:{}", mock.port);
     let gw = harness::start_gateway(
         "gateway",
@@ -256,6 +280,20 @@ fn main() {
             ),
             ("ANTHROPIC_ORIGIN_KEY", ANTHROPIC_SECRET.into()),
             ("AUTH_FAILURES_PER_MINUTE", "8".into()),
+            ("AUDIT_HMAC_KEY", AUDIT_KEY.into()),
+            (
+                "AUDIT_WEBHOOK_URL",
+                format!("http://127.0.0.1:{}/audit", webhook.port),
+            ),
+            (
+                "AUDIT_WEBHOOK_SECRET",
+                String::from_utf8_lossy(WEBHOOK_SECRET).into_owned(),
+            ),
+            ("AUDIT_WEBHOOK_RETRY_SECONDS", "1".into()),
+            (
+                "ANOMALY_THRESHOLDS",
+                r#"{"window_seconds": 300, "injection": 5}"#.into(),
+            ),
         ],
         true,
     );
@@ -272,6 +310,8 @@ fn main() {
             ("ORIGIN_API_KEY", ORIGIN_SECRET.to_string()),
             ("LIMITER_FAILURE", policy.to_string()),
             ("LIMITER_TIMEOUT_MS", "1500".to_string()),
+            // One stack writes the shared state's audit bucket.
+            ("AUDIT", "off".to_string()),
         ]
     };
     let no_limiter_closed = harness::start_gateway_with(
@@ -316,6 +356,11 @@ fn main() {
         untrusted_key,
         three_key,
         big_key,
+        audit_key,
+        one_key,
+        probe_key,
+        state: state.clone(),
+        webhook,
     };
 
     let (mut passed, mut failed) = (0, 0);

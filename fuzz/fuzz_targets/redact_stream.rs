@@ -16,6 +16,7 @@ fn scanner() -> &'static Scanner {
             actions: vec![("ipv4".into(), Action::Redact), ("ipv6".into(), Action::Redact)],
         };
         Scanner::new(catalog(&cfg).unwrap_or_default(), 256)
+            .with_fingerprint_key(Some(b"fuzz-audit-key".to_vec()))
     })
 }
 

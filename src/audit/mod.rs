@@ -1,11 +1,23 @@
-//! The audit layer: the one structured log line written per request. It carries identifiers,
+//! The audit layer: the structured log line written per request, and the audit event built from
+//! it that travels through a Queue into R2 (and optionally a webhook). Both carry identifiers,
 //! timings and each layer's verdict, never a key, a prompt, or a detected value.
+//!
+//! - [`event`]: the versioned event, the outcome classification, address truncation;
+//! - [`sign`]: fingerprints of detected values, batch signatures, the webhook signature;
+//! - [`store`]: batches as signed gzip NDJSON objects, their verification and queries;
+//! - [`anomaly`]: per-key signal counters and their one-warning-per-window thresholds.
+
+pub mod anomaly;
+pub mod event;
+pub mod sign;
+pub mod store;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::output::{Action, Finding};
+use event::FindingRecord;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RequestLog {
@@ -14,6 +26,9 @@ pub struct RequestLog {
     pub tenant: Option<String>,
     pub method: String,
     pub route: String,
+    /// The wire protocol of an inspected request (`openai`, `anthropic`, `responses`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     pub model: Option<String>,
     pub stream: bool,
     pub status: u16,
@@ -23,6 +38,9 @@ pub struct RequestLog {
     pub total_ms: u64,
     /// Milliseconds until the origin's response headers arrived.
     pub upstream_ttfb_ms: Option<u64>,
+    /// The origin's status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
     /// Milliseconds spent in the gateway's own inspection (as far as the runtime's clock moves).
     pub inspect_ms: u64,
     pub request_bytes: usize,
@@ -35,6 +53,15 @@ pub struct RequestLog {
     /// A configuration problem met while serving the request (for the operator).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// What the key's limiter said: admitted, refused, unavailable (failing open) or
+    /// unlimited (a tier without limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limiter: Option<String>,
+    /// Tokens reserved when the request was admitted, and the tokens it was settled with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_reserved: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_used: Option<u32>,
     pub input: InputLog,
     pub output: OutputVerdict,
 }
@@ -61,7 +88,13 @@ pub struct OutputVerdict {
     /// Response fields outside the protocol's schema, dropped, by schema path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub dropped_fields: BTreeMap<String, u32>,
+    /// Each finding (detector, action, channel, offsets, fingerprint), for the audit event only.
+    #[serde(skip)]
+    pub findings: Vec<FindingRecord>,
 }
+
+/// At most this many findings are itemized per event; the counts above stay exact.
+pub const MAX_ITEMIZED_FINDINGS: usize = 256;
 
 impl OutputVerdict {
     /// Adds dropped-field counts.
@@ -73,6 +106,16 @@ impl OutputVerdict {
 
     pub fn add(&mut self, findings: &[Finding]) {
         for f in findings {
+            if self.findings.len() < MAX_ITEMIZED_FINDINGS {
+                self.findings.push(FindingRecord {
+                    detector: f.detector.clone(),
+                    action: f.action.name().into(),
+                    channel: f.channel.clone(),
+                    start: f.start,
+                    end: f.end,
+                    fingerprint: f.fingerprint.clone(),
+                });
+            }
             match f.action {
                 Action::Redact => *self.redacted.entry(f.detector.clone()).or_default() += 1,
                 Action::Monitor => *self.monitored.entry(f.detector.clone()).or_default() += 1,

@@ -6,6 +6,9 @@
 //! edgeguard redact [--chunk N] [--config FILE]      stdin -> stdout, optionally fed N bytes at a time
 //! edgeguard scan   [--layer output] [--config FILE] JSONL rows with `text` -> one verdict line per row
 //! edgeguard eval   [--layer output] FILE...         labelled JSONL -> recall / false positives per category
+//! edgeguard audit verify DIR [--key-env NAME]       checks downloaded audit objects
+//! edgeguard audit query DIR [--key-id K] [--since T] [--until T] [--outcome O] [--kind K]
+//!                           [--request-id R] [--detector D] [--fingerprint F]   matching events as NDJSON
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -22,7 +25,7 @@ use serde_json::{json, Value};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--limits JSON] [--monitor-only] [--trust-system] [--disabled]\n  edgeguard redact [--chunk N] [--all]\n  edgeguard scan [--layer output] [--all]\n  edgeguard eval [--layer output] FILE...\n  edgeguard bench-corpus [--all] [--chunks A..B] [--examples N] PATH...\n\n--all turns on the detectors that are off by default (IP addresses)."
+        "usage:\n  edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--limits JSON] [--monitor-only] [--trust-system] [--disabled]\n  edgeguard redact [--chunk N] [--all]\n  edgeguard scan [--layer output] [--all]\n  edgeguard eval [--layer output] FILE...\n  edgeguard bench-corpus [--all] [--chunks A..B] [--examples N] PATH...\n  edgeguard audit verify DIR [--key-env NAME]\n  edgeguard audit query DIR [--key-id K] [--since T] [--until T] [--outcome O] [--kind K] [--request-id R] [--detector D] [--fingerprint F]\n\n--all turns on the detectors that are off by default (IP addresses)."
     );
     ExitCode::from(2)
 }
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         "scan" => scan(rest),
         "eval" => eval(rest),
         "bench-corpus" => bench_corpus(rest),
+        "audit" => audit(rest),
         _ => usage(),
     }
 }
@@ -619,4 +623,117 @@ fn eval_input(files: &[&String], threshold: f64, misses: bool) -> ExitCode {
         t1
     );
     ExitCode::SUCCESS
+}
+
+/// Every `*.ndjson.gz` file under `dir`, named by its path relative to `dir` (the object name
+/// when the bucket was downloaded as is).
+fn audit_objects(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>, String> {
+    fn walk(
+        root: &std::path::Path,
+        d: &std::path::Path,
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), String> {
+        let entries = std::fs::read_dir(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        for e in entries {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else if p.to_string_lossy().ends_with(".ndjson.gz") {
+                let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let name = p
+                    .strip_prefix(root)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((name, bytes));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn audit(args: &[String]) -> ExitCode {
+    use edgeguard::audit::event::parse_time;
+    use edgeguard::audit::store;
+    let (Some(sub), Some(dir)) = (args.first(), args.get(1)) else {
+        return usage();
+    };
+    let rest = &args[2..];
+    let objects = match audit_objects(std::path::Path::new(dir)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("edgeguard audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match sub.as_str() {
+        "verify" => {
+            let key_env = flag(rest, "--key-env").unwrap_or_else(|| "AUDIT_HMAC_KEY".into());
+            let key = std::env::var(&key_env)
+                .ok()
+                .filter(|k| !k.trim().is_empty());
+            if key.is_none() {
+                eprintln!("note: ${key_env} is not set: content is checked, signatures are not");
+            }
+            let v = store::verify(&objects, key.as_deref().map(|k| k.trim().as_bytes()));
+            for p in &v.problems {
+                println!("PROBLEM {p}");
+            }
+            println!(
+                "{} objects, {} events, {} problems{}",
+                v.objects,
+                v.events,
+                v.problems.len(),
+                if key.is_some() {
+                    ", signatures checked"
+                } else {
+                    ""
+                }
+            );
+            if v.problems.is_empty() && v.objects > 0 {
+                ExitCode::SUCCESS
+            } else {
+                if v.objects == 0 {
+                    eprintln!("no *.ndjson.gz objects under {dir}");
+                }
+                ExitCode::from(1)
+            }
+        }
+        "query" => {
+            let time = |name: &str| -> Result<Option<u64>, ExitCode> {
+                match flag(rest, name) {
+                    None => Ok(None),
+                    Some(t) => parse_time(&t).map(Some).ok_or_else(|| {
+                        eprintln!("{name}: expected 2026-11-27 or 2026-11-27T07:00:00Z, got {t:?}");
+                        ExitCode::from(2)
+                    }),
+                }
+            };
+            let (since_ms, until_ms) = match (time("--since"), time("--until")) {
+                (Ok(s), Ok(u)) => (s, u),
+                (Err(c), _) | (_, Err(c)) => return c,
+            };
+            let q = store::Query {
+                key_id: flag(rest, "--key-id"),
+                since_ms,
+                until_ms,
+                outcome: flag(rest, "--outcome"),
+                kind: flag(rest, "--kind"),
+                request_id: flag(rest, "--request-id"),
+                detector: flag(rest, "--detector"),
+                fingerprint: flag(rest, "--fingerprint"),
+            };
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            for e in store::query(&objects, &q) {
+                let _ = writeln!(out, "{e}");
+            }
+            ExitCode::SUCCESS
+        }
+        _ => usage(),
+    }
 }

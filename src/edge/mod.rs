@@ -6,7 +6,8 @@
 //! - [`keys_kv`]: key records from KV;
 //! - [`limiter_do`]: the limiter Durable Object and the calls to it;
 //! - [`origin`]: requests to and responses from the origin;
-//! - [`stream`]: streamed answers, their log line and settlement.
+//! - [`stream`]: streamed answers, their log line and settlement;
+//! - [`audit`]: the audit event producer and the queue consumer that stores batches.
 
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
@@ -17,6 +18,7 @@ use worker::{
     Response,
 };
 
+mod audit;
 mod keys_kv;
 mod limiter_do;
 mod origin;
@@ -56,8 +58,10 @@ fn load(env: &Env) -> Result<&'static Loaded, String> {
         cell.get_or_init(|| {
             let get = |name: &str| env.var(name).ok().map(|v| v.to_string());
             let config = Config::from_lookup(&get).map_err(|e| e.to_string())?;
+            audit::check_bindings(env, &config)?;
             let detectors = catalog(&config.detectors)?;
-            let scanner = Scanner::new(detectors, config.output_holdback);
+            let scanner = Scanner::new(detectors, config.output_holdback)
+                .with_fingerprint_key(config.audit.as_ref().map(|a| a.hmac_key.clone()));
             let injection = InjectionScanner::new().map_err(|e| e.to_string())?;
             Ok(&*Box::leak(Box::new(Loaded {
                 config,
@@ -84,6 +88,15 @@ fn request_id() -> String {
     let a = (worker::js_sys::Math::random() * 4294967296.0) as u64;
     let b = (worker::js_sys::Math::random() * 4294967296.0) as u64;
     format!("eg-{a:08x}{b:08x}")
+}
+
+/// The client's address as the edge reports it.
+fn client_address(req: &Request) -> String {
+    req.headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn set_all<K: AsRef<str>, V: AsRef<str>>(h: &Headers, pairs: impl IntoIterator<Item = (K, V)>) {
@@ -134,6 +147,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         extra: RefCell::new(Vec::new()),
     };
     ex.log.borrow_mut().request_id = ex.rid.clone();
+    let client = client_address(&req);
     let result = handle(req, &env, &ctx, &ex).await;
     let finish = |status: u16, error: Option<&str>| {
         let mut l = ex.log.borrow_mut();
@@ -141,6 +155,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         l.error = error.map(str::to_string);
         l.total_ms = now_ms().saturating_sub(ex.started);
         console_log!("{}", l.to_json());
+        // Health checks are probes of the gateway itself, not requests to audit.
+        if let (Ok(loaded), false) = (load(&env), l.route == "/healthz") {
+            audit::emit(&env, &ctx, &loaded.config, &l, &client);
+        }
     };
     let mut response = match result {
         Ok(Handled::Done(r)) => {
@@ -182,7 +200,7 @@ async fn handle(
     )?;
     let loaded = loaded(env)?;
     let cfg = &loaded.config;
-    let client = header("cf-connecting-ip").unwrap_or_else(|| "unknown".into());
+    let client = client_address(&req);
     // A valid key is always looked up and served, whatever its address did; only unknown keys
     // are throttled. A key found unknown a moment ago is not looked up again.
     let store_key = keys::kv_key(&key);
@@ -232,7 +250,10 @@ async fn handle(
     };
     ex.extra.borrow_mut().extend(plan.headers.iter().cloned());
     let reservation = match &plan.limits {
-        None => None,
+        None => {
+            ex.log.borrow_mut().limiter = Some("unlimited".into());
+            None
+        }
         Some(ask) => acquire(env, cfg, &record.key_id, ask, ex).await?,
     };
     let result = forward(
@@ -253,6 +274,7 @@ async fn handle(
             Err(_) => Some(0),
         };
         if let Some(used) = used {
+            ex.log.borrow_mut().tokens_used = Some(used);
             let env = env.clone();
             let timeout = cfg.limiter_timeout_ms;
             ctx.wait_until(async move { release(&env, &res, used, timeout).await });
@@ -283,6 +305,21 @@ async fn acquire(
         console_error!("{line}");
     }
     ex.extra.borrow_mut().extend(admission.headers);
+    {
+        let mut l = ex.log.borrow_mut();
+        l.limiter = Some(
+            match &admission.result {
+                Ok(Some(_)) => "admitted",
+                Ok(None) => "unavailable_open",
+                Err(e) if e.status == 429 => "refused",
+                Err(_) => "unavailable_closed",
+            }
+            .into(),
+        );
+        if let Ok(Some(res)) = &admission.result {
+            l.tokens_reserved = Some(res.reserved);
+        }
+    }
     admission.result
 }
 
@@ -352,6 +389,7 @@ async fn forward(
     client: AbortSignal,
 ) -> Result<(Handled, u32), ApiError> {
     let cfg = &loaded.config;
+    let client_address_str = client_address(&req);
     let client_header = |n: &str| req.headers().get(n).ok().flatten();
     let query = req.url().ok().and_then(|u| u.query().map(str::to_string));
     let o = gateway::origin_request(
@@ -365,9 +403,12 @@ async fn forward(
     let upstream = origin::build(req.method(), &o, Some(plan.upstream_body.clone()))?;
     drop(req);
     let mut resp = origin::send(upstream, cfg.upstream_timeout_ms).await?;
-    ex.log.borrow_mut().upstream_ttfb_ms = Some(now_ms().saturating_sub(ex.started));
-
     let status = resp.status_code();
+    {
+        let mut l = ex.log.borrow_mut();
+        l.upstream_ttfb_ms = Some(now_ms().saturating_sub(ex.started));
+        l.upstream_status = Some(status);
+    }
     let content_type = resp
         .headers()
         .get("content-type")
@@ -404,6 +445,7 @@ async fn forward(
                 started: ex.started,
                 reservation,
                 client,
+                client_address: client_address_str,
             };
             stream::respond(upstream, ctx).map(|r| (Handled::Streaming(r), 0))
         }
@@ -460,6 +502,7 @@ async fn pass_through(mut req: Request, cfg: &Config, ex: &Exchange) -> Result<R
     let upstream = origin::build(req.method(), &o, body)?;
     let mut resp = origin::send(upstream, cfg.upstream_timeout_ms).await?;
     let status = resp.status_code();
+    ex.log.borrow_mut().upstream_status = Some(status);
     if let OriginAnswer::Failed(e) = gateway::origin_answer(status, "") {
         return Err(e);
     }

@@ -1,5 +1,5 @@
 //! A streamed answer: origin bytes through the core's [`StreamFilter`] to the client, and the
-//! log line and limiter settlement when the stream ends or its client goes away.
+//! log line, limiter settlement and audit event when the stream ends or its client goes away.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -44,6 +44,8 @@ pub struct StreamCtx<'a> {
     pub reservation: Option<Reservation>,
     /// Aborted when the client goes away (the `enable_request_signal` flag).
     pub client: AbortSignal,
+    /// The client's address, for the audit event.
+    pub client_address: String,
 }
 
 pub fn respond(upstream: ByteStream, s: StreamCtx<'_>) -> Result<Response, ApiError> {
@@ -116,13 +118,14 @@ pub fn respond(upstream: ByteStream, s: StreamCtx<'_>) -> Result<Response, ApiEr
     let timeout = s.loaded.config.limiter_timeout_ms;
     let (status, started, env, reservation) = (s.status, s.started, s.env, s.reservation);
     let client = s.client;
+    let (loaded, client_address) = (s.loaded, s.client_address);
     s.ctx.wait_until(async move {
         loop {
             Delay::from(Duration::from_millis(250)).await;
             let idle_for = now_ms().saturating_sub(shared.last_activity.get());
             let gone = client.aborted();
             if shared.finished.get() || gone || idle_for > idle + 1000 {
-                {
+                let log = {
                     let mut l = shared.log.borrow_mut();
                     if !shared.finished.get() {
                         let end = if gone {
@@ -136,11 +139,14 @@ pub fn respond(upstream: ByteStream, s: StreamCtx<'_>) -> Result<Response, ApiEr
                     }
                     l.status = status;
                     l.total_ms = now_ms().saturating_sub(started);
+                    l.tokens_used = Some(shared.used_tokens.get());
                     console_log!("{}", l.to_json());
-                }
+                    l.clone()
+                };
                 if let Some(res) = reservation {
                     release(&env, &res, shared.used_tokens.get(), timeout).await;
                 }
+                super::audit::record(&env, &loaded.config, &log, &client_address).await;
                 break;
             }
         }

@@ -7,11 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::{Ask, Decision, KeyState, Tier};
 use super::throttle::{AuthFailBody, AuthState};
+use crate::audit::anomaly::{SignalAnswer, SignalBody, SignalState};
 
 /// The row holding a key's limits.
 pub const KEY_ROW: &str = "key";
 /// The row holding a client address's failed-authentication state.
 pub const AUTH_ROW: &str = "auth";
+/// The row holding a key's (or address's) anomaly signal counters.
+pub const SIGNAL_ROW: &str = "signals";
 
 /// A request to reserve a slot, tokens and a lease.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +103,7 @@ pub fn row_for(path: &str) -> Option<&'static str> {
     match path {
         "/acquire" | "/release" => Some(KEY_ROW),
         "/authfail" => Some(AUTH_ROW),
+        "/signal" => Some(SIGNAL_ROW),
         _ => None,
     }
 }
@@ -153,6 +157,17 @@ pub fn handle(
                 answer: encode(&answer),
             })
         }
+        "/signal" => {
+            let b: SignalBody = serde_json::from_slice(body).map_err(bad)?;
+            let mut st: SignalState = decode(SIGNAL_ROW, stored)?;
+            let warnings = st.record(&b.signals, now, &b.thresholds);
+            Ok(Handled {
+                row: SIGNAL_ROW,
+                alarm_at: None,
+                state: encode(&st),
+                answer: encode(&SignalAnswer { warnings }),
+            })
+        }
         other => Err(LimiterError::UnknownPath(other.to_string())),
     }
 }
@@ -170,6 +185,27 @@ mod tests {
     use super::*;
     use crate::network::limits::Decision;
     use crate::network::throttle::AuthFailAnswer;
+
+    #[test]
+    fn signals_warn_once_through_the_stored_row() {
+        let body = serde_json::to_vec(&SignalBody {
+            signals: vec!["injection".into()],
+            thresholds: crate::audit::anomaly::Thresholds::parse(r#"{"injection": 3}"#).unwrap(),
+        })
+        .unwrap();
+        let mut stored: Option<String> = None;
+        let mut warnings = 0;
+        for i in 0..10 {
+            let h = handle("/signal", &body, stored.as_deref(), 1000.0 + f64::from(i)).unwrap();
+            assert_eq!(h.row, SIGNAL_ROW);
+            let a: SignalAnswer = serde_json::from_str(&h.answer).unwrap();
+            warnings += a.warnings.len();
+            stored = Some(h.state);
+        }
+        assert_eq!(warnings, 1);
+        assert!(handle("/signal", b"{}", None, 0.0).is_err());
+        assert!(handle("/signal", &body, Some("{oops"), 0.0).is_err());
+    }
 
     fn tier() -> Tier {
         Tier {

@@ -35,6 +35,17 @@ pub enum Action {
     Off,
 }
 
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Redact => "redact",
+            Action::Block => "block",
+            Action::Monitor => "monitor",
+            Action::Off => "off",
+        }
+    }
+}
+
 pub struct Detector {
     pub id: String,
     pub category: Category,

@@ -103,7 +103,8 @@ impl<'s> Channels<'s> {
         let Some(c) = self.channels.get_mut(name) else {
             return;
         };
-        for f in c.redactor.take_findings() {
+        for mut f in c.redactor.take_findings() {
+            f.channel = name.to_string();
             if f.action != Action::Monitor {
                 c.changed.push((f.start, f.end));
             }
@@ -245,7 +246,10 @@ impl ModelOutput for Channels<'_> {
         if r.blocked {
             self.blocked = true;
         }
-        self.findings.extend(r.findings);
+        self.findings.extend(r.findings.into_iter().map(|mut f| {
+            f.channel = "field".into();
+            f
+        }));
         r.text
     }
 
@@ -268,6 +272,8 @@ impl ModelOutput for Channels<'_> {
                 action: Action::Block,
                 start: 0,
                 end: 0,
+                channel: String::new(),
+                fingerprint: None,
             });
         }
     }
@@ -328,6 +334,8 @@ fn tool_finding() -> Finding {
         action: Action::Block,
         start: 0,
         end: 0,
+        channel: String::new(),
+        fingerprint: None,
     }
 }
 

@@ -12,6 +12,7 @@ use super::detectors::{Action, Category, Detector};
 use super::matcher::PEM_END_TAIL;
 use super::matcher::{find_open_end, pem_body_follows, Matcher, OpenEnd, Step, Tri, View};
 use crate::unicode::{fold_char, Fold};
+use crate::audit::sign::Fingerprinter;
 
 /// Default length of a run piece: the most text a single run can hold back.
 pub const DEFAULT_HOLDBACK: usize = 512;
@@ -26,6 +27,13 @@ pub struct Finding {
     pub action: Action,
     pub start: usize,
     pub end: usize,
+    /// The channel of model text it was found in (set by the response filter).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub channel: String,
+    /// The keyed fingerprint of the value ([`crate::audit::sign::fingerprint`]), when the
+    /// scanner has an audit key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// The result of a one-shot redaction.
@@ -40,6 +48,8 @@ pub struct Redaction {
 pub struct Scanner {
     detectors: Vec<Detector>,
     holdback: usize,
+    /// The audit key: findings carry a keyed fingerprint of their value when set.
+    fingerprint_key: Option<Vec<u8>>,
 }
 
 impl Scanner {
@@ -52,6 +62,43 @@ impl Scanner {
                 .filter(|d| d.action != Action::Off)
                 .collect(),
             holdback: holdback.max(256),
+            fingerprint_key: None,
+        }
+    }
+
+    /// Fingerprints every finding's value (its folded form) under `key`
+    /// ([`crate::audit::sign::fingerprint`]).
+    pub fn with_fingerprint_key(mut self, key: Option<Vec<u8>>) -> Self {
+        self.fingerprint_key = key.filter(|k| !k.is_empty());
+        self
+    }
+
+    fn fingerprinter(&self, d: &Detector) -> Option<Fingerprinter> {
+        self.fingerprint_key
+            .as_deref()
+            .map(|k| Fingerprinter::new(k, &d.id))
+    }
+
+    /// A finding; its fingerprint is `print` fed with `value` (the value's rest).
+    fn finding(
+        &self,
+        d: &Detector,
+        print: Option<Fingerprinter>,
+        value: &str,
+        start: usize,
+        end: usize,
+    ) -> Finding {
+        Finding {
+            detector: d.id.clone(),
+            category: d.category,
+            action: d.action,
+            start,
+            end,
+            channel: String::new(),
+            fingerprint: print.map(|mut f| {
+                f.update(value.as_bytes());
+                f.finish()
+            }),
         }
     }
 
@@ -121,7 +168,13 @@ impl Scanner {
             let (rs, re) = (map.raw(s, false).max(rpos), map.raw(e, true));
             out.push_str(raw.get(rpos..rs).unwrap_or_default());
             let d = &self.detectors[i];
-            findings.push(finding(d, rs, re));
+            findings.push(self.finding(
+                d,
+                self.fingerprinter(d),
+                text.get(s..e).unwrap_or_default(),
+                rs,
+                re,
+            ));
             match d.action {
                 Action::Block => {
                     return Redaction {
@@ -173,16 +226,6 @@ fn headless_pem(step: Step, bytes: &[u8], eof: bool) -> Option<usize> {
             ..
         } if pem_body_follows(bytes, scan, eof) == Tri::No => Some(scan),
         _ => None,
-    }
-}
-
-fn finding(d: &Detector, start: usize, end: usize) -> Finding {
-    Finding {
-        detector: d.id.clone(),
-        category: d.category,
-        action: d.action,
-        start,
-        end,
     }
 }
 
@@ -279,6 +322,17 @@ struct OpenValue {
     raw_start: usize,
     kind: OpenEnd,
     scan: usize,
+    /// The value's fingerprint so far, fed up to `printed` (the text before is trimmed).
+    print: Option<Fingerprinter>,
+    printed: usize,
+}
+
+/// What an open value brings to its commit.
+struct OpenCommit {
+    raw_start: usize,
+    print: Option<Fingerprinter>,
+    /// Where the fingerprint's remaining text starts (folded, absolute).
+    from: usize,
 }
 
 /// A stateful filter for one text stream. Detectors read the folded text; positions inside are
@@ -426,8 +480,14 @@ impl StreamRedactor<'_> {
                 match find_open_end(o.kind, d.matcher.class(), &self.buf, rel, eof) {
                     Some(rel_end) => {
                         let (det, start, raw_start) = (o.det, o.start, o.raw_start);
-                        self.open = None;
-                        self.commit(det, start, self.base + rel_end, Some(raw_start), out);
+                        let printed = self.open.take().map(|o| (o.print, o.printed));
+                        let (print, from) = printed.unwrap_or((None, start));
+                        let open = OpenCommit {
+                            raw_start,
+                            print,
+                            from,
+                        };
+                        self.commit(det, start, self.base + rel_end, Some(open), out);
                         continue;
                     }
                     None => {
@@ -445,6 +505,15 @@ impl StreamRedactor<'_> {
                         }
                         if let Some(o) = &mut self.open {
                             o.scan = scan;
+                            // The text up to `scan` is about to go: fingerprint it first.
+                            if let Some(p) = &mut o.print {
+                                let piece = self
+                                    .buf
+                                    .get(o.printed.saturating_sub(self.base)..scan - self.base)
+                                    .unwrap_or_default();
+                                p.update(piece.as_bytes());
+                            }
+                            o.printed = o.printed.max(scan);
                         }
                         self.trim(scan);
                         return;
@@ -537,6 +606,8 @@ impl StreamRedactor<'_> {
                                 raw_start,
                                 kind: end,
                                 scan: self.base + scan,
+                                print: scanner.fingerprinter(&scanner.detectors[i]),
+                                printed: start,
                             });
                         }
                         Step::Wait { .. } => {}
@@ -561,19 +632,30 @@ impl StreamRedactor<'_> {
         }
     }
 
-    /// A value at `start..end` is final: apply the detector's action.
+    /// A value at `start..end` is final: apply the detector's action. An open value (one that
+    /// outgrew the window) brings where it started in the original text and its fingerprint so
+    /// far.
     fn commit(
         &mut self,
         det: usize,
         start: usize,
         end: usize,
-        raw_start: Option<usize>,
+        open: Option<OpenCommit>,
         out: &mut String,
     ) {
         let d = &self.scanner.detectors[det];
+        let (raw_start, print, from) = match open {
+            Some(o) => (Some(o.raw_start), o.print, o.from),
+            None => (None, self.scanner.fingerprinter(d), start),
+        };
         let rs = raw_start.unwrap_or_else(|| self.map.raw(start, false).max(self.raw_released));
         let re = self.map.raw(end, true);
-        self.findings.push(finding(d, rs, re));
+        let value = self
+            .buf
+            .get(from.saturating_sub(self.base)..end.saturating_sub(self.base))
+            .unwrap_or_default();
+        let f = self.scanner.finding(d, print, value, rs, re);
+        self.findings.push(f);
         match d.action {
             Action::Block => {
                 self.blocked = true;

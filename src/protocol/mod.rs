@@ -25,6 +25,17 @@ pub enum Protocol {
     OpenAiResponses,
 }
 
+impl Protocol {
+    /// The protocol's name in logs and audit events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::OpenAiChat => "openai_chat",
+            Protocol::AnthropicMessages => "anthropic_messages",
+            Protocol::OpenAiResponses => "openai_responses",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
