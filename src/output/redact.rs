@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::detectors::{Action, Category, Detector};
 use super::matcher::PEM_END_TAIL;
 use super::matcher::{find_open_end, pem_body_follows, Matcher, OpenEnd, Step, Tri, View};
-use crate::unicode::{fold_char, Fold};
 use crate::audit::sign::Fingerprinter;
+use crate::unicode::{fold_char, Fold};
 
 /// Default length of a run piece: the most text a single run can hold back.
 pub const DEFAULT_HOLDBACK: usize = 512;
