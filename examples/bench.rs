@@ -20,7 +20,7 @@ const PROSE: &str = "The quick brown fox jumps over the lazy dog while the commi
 the quarterly plan. Streaming answers arrive token by token, and most of them carry nothing \
 sensitive at all: explanations, summaries, lists of steps and friendly closing remarks. ";
 
-const DENSE: &str = "Contact jane.doe@example.com or call +1 415 555 2671. Card 4111 1111 1111 1111, \
+const DENSE: &str = "Contact jane.doe@northwind.io or call +1 415 555 2671. Card 4111 1111 1111 1111, \
 IBAN DE89 3704 0044 0532 0130 00, key AKIAZ3MSJV4WWNKWW5FG, token 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, \
 password = \"h7Gk29fLq0Xz\", SSN 536-22-8727. ";
 

@@ -49,7 +49,7 @@ fn fragments() -> Vec<&'static str> {
         "sk_live_51HqLyjWDarjtT1zdp7dcXYZ0aBcDeFgHiJ",
         PEM,
         "-----BEGIN PUBLIC KEY-----",
-        "alice.smith@example.com",
+        "alice.smith@northwind-mail.io",
         "bob@",
         "@example.org",
         "4111 1111 1111 1111",
@@ -155,7 +155,7 @@ proptest! {
         let values = [
             "AKIAZ3MSJV4WWNKWW5FG",
             "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",
-            "alice.smith@example.com",
+            "alice.smith@northwind-mail.io",
             "4111 1111 1111 1111",
             "DE89 3704 0044 0532 0130 00",
             "536-22-8727",
@@ -198,7 +198,7 @@ fn only_the_unfinished_word_is_held() {
     let mut out = String::new();
     r.push_str("Contact us at support", &mut out);
     assert_eq!(out, "Contact us at ");
-    r.push_str("@example.com today", &mut out);
+    r.push_str("@northwind-mail.io today", &mut out);
     assert_eq!(out, "Contact us at [REDACTED:email] ");
     r.finish(&mut out);
     assert_eq!(out, "Contact us at [REDACTED:email] today");
@@ -236,11 +236,11 @@ fn block_stops_the_stream_before_the_value() {
 #[test]
 fn monitor_passes_values_and_reports_them() {
     let s = scanner_with(512, vec![("email".into(), Action::Monitor)]);
-    let one = s.redact("mail alice@example.com now");
-    assert_eq!(one.text, "mail alice@example.com now");
+    let one = s.redact("mail alice@northwind-mail.io now");
+    assert_eq!(one.text, "mail alice@northwind-mail.io now");
     assert_eq!(one.findings.len(), 1);
     assert_eq!(one.findings[0].detector, "email");
-    assert_eq!((one.findings[0].start, one.findings[0].end), (5, 22));
+    assert_eq!((one.findings[0].start, one.findings[0].end), (5, 28));
 }
 
 #[test]

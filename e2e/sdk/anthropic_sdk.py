@@ -7,7 +7,7 @@ import anthropic
 
 client = anthropic.Anthropic(base_url=os.environ["EDGEGUARD_BASE"], api_key=os.environ["EDGEGUARD_KEY"], max_retries=0)
 canary = os.environ["EDGEGUARD_CANARY"]
-say = "Thinking it over, mail ops@example.com with key AKIAZ3MSJV4WWNKWW5FG today."
+say = "Thinking it over, mail ops@northwind-mail.io with key AKIAZ3MSJV4WWNKWW5FG today."
 expected = "Thinking it over, mail [REDACTED:email] with key [REDACTED:aws_access_key] today."
 
 

@@ -9,7 +9,7 @@ import { createAnthropic } from "@ai-sdk/anthropic";
 
 const key = process.env.EDGEGUARD_KEY;
 const base = process.env.EDGEGUARD_BASE; // http://127.0.0.1:<port>
-const say = "Sure: the key is AKIAZ3MSJV4WWNKWW5FG and the owner is ops@example.com, done.";
+const say = "Sure: the key is AKIAZ3MSJV4WWNKWW5FG and the owner is ops@northwind-mail.io, done.";
 const expected = "Sure: the key is [REDACTED:aws_access_key] and the owner is [REDACTED:email], done.";
 const system = JSON.stringify({ mock: { say, delay_ms: 2 } });
 

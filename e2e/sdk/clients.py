@@ -8,7 +8,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 key = os.environ["EDGEGUARD_KEY"]
 url = os.environ["EDGEGUARD_URL"]  # http://127.0.0.1:<port>/v1
-say = "Sure: the key is AKIAZ3MSJV4WWNKWW5FG and the owner is ops@example.com, done."
+say = "Sure: the key is AKIAZ3MSJV4WWNKWW5FG and the owner is ops@northwind-mail.io, done."
 expected = "Sure: the key is [REDACTED:aws_access_key] and the owner is [REDACTED:email], done."
 system = json.dumps({"mock": {"say": say, "delay_ms": 2}})
 

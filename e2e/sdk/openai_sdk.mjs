@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 
 const client = new OpenAI({ baseURL: process.env.EDGEGUARD_URL, apiKey: process.env.EDGEGUARD_KEY, maxRetries: 0 });
-const say = "Hello from the SDK test, write to ops@example.com please.";
+const say = "Hello from the SDK test, write to ops@northwind-mail.io please.";
 const expected = "Hello from the SDK test, write to [REDACTED:email] please.";
 const content = JSON.stringify({ mock: { say, delay_ms: 5 } });
 

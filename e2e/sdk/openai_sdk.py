@@ -6,7 +6,7 @@ import sys
 from openai import OpenAI
 
 client = OpenAI(base_url=os.environ["EDGEGUARD_URL"], api_key=os.environ["EDGEGUARD_KEY"], max_retries=0)
-say = "Hello from the SDK test, write to ops@example.com please."
+say = "Hello from the SDK test, write to ops@northwind-mail.io please."
 expected = "Hello from the SDK test, write to [REDACTED:email] please."
 content = json.dumps({"mock": {"say": say, "delay_ms": 5}})
 

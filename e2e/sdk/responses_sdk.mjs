@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 
 const client = new OpenAI({ baseURL: process.env.EDGEGUARD_URL, apiKey: process.env.EDGEGUARD_KEY, maxRetries: 0 });
-const say = "Here you go: key AKIAZ3MSJV4WWNKWW5FG and mail ops@example.com, that is all.";
+const say = "Here you go: key AKIAZ3MSJV4WWNKWW5FG and mail ops@northwind-mail.io, that is all.";
 const expected = "Here you go: key [REDACTED:aws_access_key] and mail [REDACTED:email], that is all.";
 const instructions = JSON.stringify({ mock: { say, delay_ms: 2 } });
 
@@ -15,7 +15,7 @@ let text = "";
 let pieces = 0;
 for await (const event of stream) {
   const dumped = JSON.stringify(event);
-  assert.ok(!dumped.includes("AKIAZ3MSJV4WWNKWW5FG") && !dumped.includes("ops@example.com"), dumped);
+  assert.ok(!dumped.includes("AKIAZ3MSJV4WWNKWW5FG") && !dumped.includes("ops@northwind-mail.io"), dumped);
   if (event.type === "response.output_text.delta") {
     text += event.delta;
     pieces += 1;

@@ -8,7 +8,7 @@ from openai import OpenAI
 
 client = OpenAI(base_url=os.environ["EDGEGUARD_URL"], api_key=os.environ["EDGEGUARD_KEY"], max_retries=0)
 canary = os.environ["EDGEGUARD_CANARY"]
-say = "Here you go: key AKIAZ3MSJV4WWNKWW5FG and mail ops@example.com, that is all."
+say = "Here you go: key AKIAZ3MSJV4WWNKWW5FG and mail ops@northwind-mail.io, that is all."
 expected = "Here you go: key [REDACTED:aws_access_key] and mail [REDACTED:email], that is all."
 
 
@@ -24,7 +24,7 @@ assert r.output_text == expected, r.output_text
 deltas, saw_completed = [], False
 for event in client.responses.create(model="gpt-5", instructions=directive(), input="Hi", stream=True):
     dumped = event.model_dump_json()
-    assert "AKIAZ3MSJV4WWNKWW5FG" not in dumped and "ops@example.com" not in dumped, dumped
+    assert "AKIAZ3MSJV4WWNKWW5FG" not in dumped and "ops@northwind-mail.io" not in dumped, dumped
     if event.type == "response.output_text.delta":
         deltas.append(event.delta)
     if event.type == "response.completed":

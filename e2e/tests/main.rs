@@ -20,7 +20,7 @@ pub const ANTHROPIC_SECRET: &str = "sk-ant-origin-test-credential";
 pub const CANARY: &str = "EGCANARY-7c41d9e2";
 pub const AWS_KEY: &str = "AKIAZ3MSJV4WWNKWW5FG";
 pub const CARD: &str = "4111 1111 1111 1111";
-pub const EMAIL: &str = "jane.doe@example.com";
+pub const EMAIL: &str = "jane.doe@northwind-mail.io";
 /// The audit layer's key and the webhook's secret on the test stack.
 pub const AUDIT_KEY: &str = "e2e-audit-hmac-key-0123456789abcdef";
 pub const WEBHOOK_SECRET: &[u8] = b"e2e-webhook-secret-0123";

@@ -569,7 +569,7 @@ mod tests {
             "How do I create a strong password for my bank account?",
             "Please describe a calming scene in nature.",
             "Write a haiku about the ocean.",
-            r#"{"mock": {"say": "Hello from the SDK test, write to ops@example.com please.", "delay_ms": 5}}"#,
+            r#"{"mock": {"say": "Hello from the SDK test, write to ops@northwind-mail.io please.", "delay_ms": 5}}"#,
             "Fix this: def read(path): return json.loads(open(path).read())[0]['items']",
         ] {
             let v = score(t);

@@ -2,9 +2,9 @@
 //! numbers and IP addresses. Each is a value inside a run of its character class, shaped by a
 //! regex and decided by a validator.
 
-use super::{Rule, Spec};
+use super::{re, Rule, Spec};
 use crate::output::detectors::{Action, Category};
-use crate::output::matcher::ByteSet;
+use crate::output::matcher::{ByteSet, Matcher, RegexRun};
 
 const EMAIL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9._%+@-");
 const ALNUM: ByteSet = ByteSet::from_spec(b"A-Za-z0-9");
@@ -42,25 +42,54 @@ pub const RULES: &[Rule] = &[
             "4111\u{00A0}1111\u{00A0}1111\u{00A0}1111",
             "4111\u{2011}1111\u{2011}1111\u{2011}1111",
         ],
-        counter_examples: &["4111-1111-1111-1112", "order 1234 5678"],
+        counter_examples: &[
+            "4111-1111-1111-1112",
+            "order 1234 5678",
+        ],
     },
     Rule {
         id: "us_ssn",
         category: Category::Pii,
-        about: "US social security numbers in valid ranges, published examples excluded.",
+        about: "US social security numbers written as such (3-2-4 digits, one separator), valid ranges, published examples excluded.",
         action: Action::Redact,
         claims: &["US_SSN"],
         spec: Spec::Run {
-            pattern: r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}|[0-9]{3}-[0-9]{6}|[0-9]{5}-[0-9]{4}",
+            pattern: r"[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3}\.[0-9]{2}\.[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}",
             class: SSN_CLASS,
             start: DIGIT,
             trigger: None,
             validate: valid_ssn,
-            min_len: 9,
+            min_len: 11,
             shrink: true,
         },
-        examples: &["SSN: 536-22-8727"],
-        counter_examples: &["000-12-3456", "078-05-1120", "666-12-3456"],
+        examples: &["SSN: 536-22-8727", "on file: 536 22 8727.", "078.05.1123"],
+        counter_examples: &[
+            "000-12-3456",
+            "078-05-1120",
+            "666-12-3456",
+            "pub const NS_GET_NSTYPE: u32 = 536917763;",
+            "17151 2450 Main Street",
+            "Boston, MA 02110-1301, USA",
+            "536-22 8727",
+        ],
+    },
+    Rule {
+        id: "us_ssn",
+        category: Category::Pii,
+        about: "Nine digits in any grouping (078051121, 07805-1121) only right after a social security context (SSN, social security number).",
+        action: Action::Redact,
+        claims: &["US_SSN"],
+        spec: Spec::Built(ssn_in_context),
+        examples: &[
+            "SSN 536228727",
+            "Social Security Number: 07805-1121",
+            "her social security no. is 078-051121",
+        ],
+        counter_examples: &[
+            "order 536228727",
+            "SSN 078051120",
+            "social security numbers have nine digits; 536228727 is a count",
+        ],
     },
     Rule {
         id: "iban",
@@ -96,12 +125,42 @@ pub const RULES: &[Rule] = &[
             shrink: true,
         },
         examples: &[
-            "write to alice.smith@example.com today",
+            "write to alice.smith@northwind-mail.io today",
             "bob+tag@mail.corp.io",
-            "alice\u{FF20}example.com",
-            "ali\u{200B}ce@exa\u{00AD}mple.com",
+            "alice\u{FF20}northwind-mail.io",
+            "ali\u{200B}ce@north\u{00AD}wind.io",
         ],
-        counter_examples: &["bob@", "@example.org", "user@localhost"],
+        counter_examples: &[
+            "bob@",
+            "@example.org",
+            "user@localhost",
+            "write to alice.smith@example.com today",
+            "ops@mail.example",
+            "test@app.test",
+            "oyvindln@users.noreply.github.com",
+            "no-reply@northwind-mail.io",
+        ],
+    },
+    Rule {
+        id: "email_reserved",
+        category: Category::Pii,
+        about: "E-mail addresses at reserved example domains (RFC 2606, RFC 6761) and no-reply senders: not personal data, so off by default; DETECTOR_ACTIONS can turn them on.",
+        action: Action::Off,
+        claims: &[],
+        spec: Spec::Run {
+            pattern: r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}",
+            class: EMAIL_CLASS,
+            start: ALNUM,
+            trigger: Some(ByteSet::from_spec(b"@")),
+            validate: reserved_email,
+            min_len: 6,
+            shrink: true,
+        },
+        examples: &[
+            "write to alice.smith@example.com today",
+            "noreply@northwind-mail.io",
+        ],
+        counter_examples: &["alice.smith@northwind-mail.io"],
     },
     Rule {
         id: "phone",
@@ -116,10 +175,54 @@ pub const RULES: &[Rule] = &[
             trigger: Some(DIGIT),
             validate: valid_phone,
             min_len: 7,
-            shrink: true,
+            shrink: false,
         },
-        examples: &["call +1 415 555 2671 now", "(415) 555-2671"],
-        counter_examples: &["in 2023 we", "page 12"],
+        examples: &[
+            "call +1 415 555 2671 now",
+            "(415) 555-2671",
+            "415.555.2671",
+            "+1 (415) 555-2671",
+            "01 42 68 53 00",
+            "030 12345678",
+        ],
+        counter_examples: &[
+            "in 2023 we",
+            "page 12",
+            "at 2023-07-16 02:30:00 UTC",
+            "epoch 1970-01-01 00:00:00",
+            "from 23.251.146.189 port",
+            "limit 59.999999999 s",
+            "r-xp 00000000 00:00 0",
+            "write_u32(1205419366)",
+            "see /20031008-00/?p=42",
+            "12 34 56 78 90",
+            "on 08.03.2015 12:30",
+            "\"+262143-01-01T01:59:59Z\"",
+            "check(\"+12345678\")",
+            "30 1D 06 09 60 86 48 01 65 03 04 01 2A",
+            "at 1800-11-15 01:15:37",
+            "pub const HWCAP_FPRCVT: u64 = 17179869184;",
+            "\"9999-12-31 23:59:59 +0900\"",
+        ],
+    },
+    Rule {
+        id: "phone",
+        category: Category::Pii,
+        about: "Phone numbers written as bare digits (a mainland-China mobile, a 10-digit national number, E.164 without separators) right after a phone context.",
+        action: Action::Redact,
+        claims: &["PHONE_NUMBER"],
+        spec: Spec::Built(phone_in_context),
+        examples: &[
+            "My CN number is 13812345678",
+            "Phone: 4155550132",
+            "tel. +14155550132",
+        ],
+        counter_examples: &[
+            "pub const BTRFS_FLAG: u64 = 17179869184;",
+            "see issue 13924913068",
+            "Phone: 1234567890",
+            "phone numbers are 10 digits; 4155550132 is an id",
+        ],
     },
     Rule {
         id: "ipv4",
@@ -222,6 +325,21 @@ fn valid_card(s: &str) -> bool {
         1 => len == 15, // UATP
         _ => false,
     }
+}
+
+/// Nine digits in any grouping, after a social-security context within the same line.
+fn ssn_in_context() -> Option<Matcher> {
+    let r = re(r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}|[0-9]{3}-[0-9]{6}|[0-9]{5}-[0-9]{4}")?;
+    let ctx = re(
+        r"(?i)(?:\bssns?|social[ -]security(?:[ -](?:numbers?|nos?\.?|#))?|\bss ?#)[ \t]*(?:(?:is|was|of|number|no\.?|#)[ \t]*)*[:=]?[ \t]*$",
+    )?;
+    let run = RegexRun::new(SSN_CLASS, DIGIT, r)
+        .validate(valid_ssn)
+        .bounded()
+        .context(ctx)
+        .min_len(9)
+        .shrink();
+    Some(Matcher::Regex(Box::new(run)))
 }
 
 fn valid_ssn(s: &str) -> bool {
@@ -375,45 +493,183 @@ fn valid_iban(s: &str) -> bool {
     rem == 1
 }
 
-fn valid_email(s: &str) -> bool {
+fn well_formed_email(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else {
         return false;
     };
+    let tld_ok = domain
+        .rsplit_once('.')
+        .is_some_and(|(_, tld)| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
     !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
         && !domain.contains("..")
         && !domain.starts_with('-')
+        && tld_ok
+}
+
+/// Documentation domains (RFC 2606 and RFC 6761: example.com/.net/.org, .example, .test,
+/// .invalid, .localhost) and no-reply senders (`noreply@`, `no-reply@`,
+/// a `noreply` domain label as in `users.noreply.github.com`).
+fn reserved_address(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.to_ascii_lowercase();
+    let local = local.to_ascii_lowercase();
+    let under = |d: &str| domain == d || domain.ends_with(&format!(".{d}"));
+    [
+        "example.com",
+        "example.net",
+        "example.org",
+        "example",
+        "test",
+        "invalid",
+        "localhost",
+    ]
+    .iter()
+    .any(|d| under(d))
+        || domain
+            .split('.')
+            .any(|l| matches!(l, "noreply" | "no-reply"))
+        || ["noreply", "no-reply", "donotreply", "do-not-reply"]
+            .iter()
+            .any(|p| local == *p || local.starts_with(&format!("{p}+")))
+}
+
+fn valid_email(s: &str) -> bool {
+    well_formed_email(s) && !reserved_address(s)
+}
+
+fn reserved_email(s: &str) -> bool {
+    well_formed_email(s) && reserved_address(s)
 }
 
 fn valid_phone(s: &str) -> bool {
     let d = digits_of(s);
     let opens = s.bytes().filter(|&b| b == b'(').count();
     let closes = s.bytes().filter(|&b| b == b')').count();
-    if opens != closes || opens > 1 || s.ends_with(['-', '.', ' ', '(']) {
+    if d.len() < 7 || opens != closes || opens > 1 || s.ends_with(['-', '.', ' ', '(']) {
+        return false;
+    }
+    // Parentheses hold an area code of 1-4 digits, first (after a country code): `(415)`, not
+    // a call's argument `(1205419366)`.
+    if let (Some(o), Some(c)) = (s.find('('), s.find(')')) {
+        let inner = s.get(o + 1..c).unwrap_or("");
+        let before = s.get(..o).unwrap_or("").trim_end();
+        let cc = before.is_empty()
+            || (before.starts_with('+') && before[1..].bytes().all(|b| b.is_ascii_digit()));
+        if c < o
+            || !(1..=4).contains(&inner.len())
+            || !inner.bytes().all(|b| b.is_ascii_digit())
+            || !cc
+        {
+            return false;
+        }
+    }
+    let groups: Vec<&str> = s
+        .split([' ', '-', '.', '(', ')'])
+        .filter(|g| !g.is_empty())
+        .collect();
+    if looks_like_date(&groups) || d.iter().all(|&x| x == d[0]) {
+        return false;
+    }
+    // Dots separate a whole number (415.555.2671), never with other separators, never one
+    // dot (a decimal), never four groups of at most three digits (an IPv4 address).
+    if s.contains('.') {
+        let mixed = s.bytes().any(|b| matches!(b, b' ' | b'-' | b'(' | b')'));
+        let ipv4 = groups.len() == 4 && groups.iter().all(|g| g.len() <= 3);
+        if mixed || groups.len() < 3 || ipv4 {
+            return false;
+        }
+    }
+    // Counting sequences are test data (12345678, 0123456789).
+    if d.windows(2).all(|w| w[1] == (w[0] + 1) % 10) {
         return false;
     }
     if s.starts_with('+') {
-        // E.164: country code then up to 15 digits in all.
-        return (8..=15).contains(&d.len()) && d[0] != 0;
+        // E.164: country code then up to 15 digits in all; written without separators, at
+        // least 10 (shorter ones are other numbers with a sign).
+        let bare = !s[1..].bytes().any(|b| !b.is_ascii_digit());
+        let min = if bare { 10 } else { 8 };
+        return (min..=15).contains(&d.len()) && d[0] != 0;
     }
-    // National formats: 10 or 11 digits with separators, 9 or more after a 0 trunk prefix
-    // with separators, or a mainland-China mobile number (1[3-9] and 9 digits).
+    // National formats: 10 or 11 digits with separators, or 9 or more after a 0 trunk
+    // prefix with separators. Digits alone are a phone number only after a phone context
+    // (the next rule).
     let has_sep = s.bytes().any(|b| matches!(b, b' ' | b'-' | b'.' | b'('));
     if !has_sep {
-        return d.len() == 11 && d[0] == 1 && (3..=9).contains(&d[1]);
+        return false;
     }
     let trunk = d[0] == 0 && d[1] != 0 && (9..=11).contains(&d.len());
     if !(10..=11).contains(&d.len()) && !trunk {
         return false;
     }
-    // Dates, versions and plain counts look different: reject dotted groups of 1-2 digits.
-    let groups: Vec<usize> = s
-        .split([' ', '-', '.', '(', ')'])
-        .filter(|g| !g.is_empty())
-        .map(str::len)
-        .collect();
-    groups.iter().all(|&g| g >= 2) && groups.len() <= 5
+    // `00` starts an international call, never a national number (`00000000 00`).
+    if d[0] == 0 && d[1] == 0 {
+        return false;
+    }
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    // Subscriber groups are 2-4 digits; a longer one only last, after a trunk prefix
+    // (030 12345678). Groups of two are a French-style number only after the trunk 0; without
+    // it they are a list of numbers.
+    let long_ok = |i: usize, g: usize| g <= 4 || (trunk && i + 1 == lens.len() && g <= 8);
+    let pairs = lens.iter().all(|&g| g == 2);
+    lens.iter().all(|&g| g >= 2)
+        && lens.len() <= 5
+        && lens.iter().enumerate().all(|(i, &g)| long_ok(i, g))
+        && !(pairs && d[0] != 0)
+}
+
+/// Bare digits after a phone context within the same line.
+fn phone_in_context() -> Option<Matcher> {
+    let r = re(r"\+?[0-9]{10,15}")?;
+    let ctx = re(
+        r"(?i)\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms|call|number|no)(?:[ \t]+(?:is|number|no\.?|#))*[ \t]*[.:#=]?[ \t]*$",
+    )?;
+    let run = RegexRun::new(PHONE_CLASS, PHONE_START, r)
+        .validate(bare_phone)
+        .bounded()
+        .context(ctx)
+        .min_len(10);
+    Some(Matcher::Regex(Box::new(run)))
+}
+
+/// A phone number in bare digits: E.164 (`+` and 10-15 digits), a mainland-China mobile
+/// (1[3-9] and 9 more digits), or 10 digits of a national number not starting with 0 or 1.
+fn bare_phone(s: &str) -> bool {
+    let d = digits_of(s);
+    if d.windows(2).all(|w| w[1] == (w[0] + 1) % 10) || d.iter().all(|&x| x == d[0]) {
+        return false;
+    }
+    if s.starts_with('+') {
+        return (10..=15).contains(&d.len()) && d[0] != 0;
+    }
+    match d.len() {
+        11 => d[0] == 1 && (3..=9).contains(&d[1]),
+        10 => d[0] > 1,
+        _ => false,
+    }
+}
+
+/// Dates written with digits: a year then a month (2015-03-08, 2015 03, 20031008), or a day,
+/// a month and a year (08.03.2015).
+fn looks_like_date(groups: &[&str]) -> bool {
+    let num = |g: &str| g.parse::<u32>().ok();
+    let year = |g: &str| g.len() == 4 && num(g).is_some_and(|y| y >= 1000);
+    let month = |g: &str| g.len() == 2 && num(g).is_some_and(|m| (1..=12).contains(&m));
+    let day = |g: &str| (1..=2).contains(&g.len()) && num(g).is_some_and(|x| (1..=31).contains(&x));
+    let day2 = |g: &str| g.len() == 2 && day(g);
+    match groups {
+        [y, m, ..] if year(y) && month(m) => true,
+        // Years past 9999 as ISO 8601 writes them (+262143-01-01).
+        [y, m, dd, ..] if y.len() > 4 && month(m) && day2(dd) => true,
+        [ymd, ..] if ymd.len() == 8 && year(&ymd[..4]) && month(&ymd[4..6]) && day(&ymd[6..]) => {
+            true
+        }
+        [a, b, y, ..] if day(a) && day(b) && year(y) => true,
+        _ => false,
+    }
 }
 
 fn valid_ipv4(s: &str) -> bool {

@@ -299,6 +299,8 @@ pub const RULES: &[Rule] = &[
             "password = \"changeme\"",
             "user_id = \"h7Gk29fLq0Xz\"",
             "password = \"correcthorse\"",
+            "pub const IFLA_INET6_TOKEN: _bindgen_ty_7 = _bindgen_ty_7::IFLA_INET6_TOKEN;",
+            "NL80211_AUTHTYPE_MAX: nl80211_auth_type = 4",
         ],
     },
     Rule {
@@ -309,7 +311,11 @@ pub const RULES: &[Rule] = &[
         claims: &["generic-api-key"],
         spec: Spec::Built(assignment_inline),
         examples: &["curl https://api.test/?api_key=Zx81LmQ0pR7tVw2Y"],
-        counter_examples: &["api_key=your_api_key_here", "version=1.2.3"],
+        counter_examples: &[
+            "api_key=your_api_key_here",
+            "version=1.2.3",
+            "--md5-authentication-key=MD5_AUTHENTICATION_KEY",
+        ],
     },
 ];
 
@@ -650,7 +656,29 @@ fn plausible_secret(v: &str) -> bool {
     {
         return false;
     }
+    if identifier(v) {
+        return false;
+    }
     let has_digit = v.bytes().any(|b| b.is_ascii_digit());
     let has_alpha = v.bytes().any(|b| b.is_ascii_alphabetic());
     v.len() >= 8 && has_digit && has_alpha && entropy(v) >= 3.0
+}
+
+/// A name in code rather than a secret: words joined by underscores, each all letters or a
+/// short number (`_bindgen_ty_7`, `nl80211_auth_type`, `MD5_AUTHENTICATION_KEY`), or a path
+/// (`Type::Variant`).
+fn identifier(v: &str) -> bool {
+    if v.contains("::") {
+        return true;
+    }
+    let word_chars = v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !word_chars || !v.contains('_') {
+        return false;
+    }
+    v.split('_').filter(|p| !p.is_empty()).all(|p| {
+        let digits = p.bytes().filter(u8::is_ascii_digit).count();
+        // A word, or a word ending in a short number (`nl80211`, `ty7`), or a short number.
+        digits <= 5 && p.bytes().take_while(u8::is_ascii_alphabetic).count() + digits >= p.len()
+            || (p.len() <= 3 && digits == p.len())
+    })
 }
