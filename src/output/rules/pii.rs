@@ -587,10 +587,10 @@ fn valid_phone(s: &str) -> bool {
     if d.windows(2).all(|w| w[1] == (w[0] + 1) % 10) {
         return false;
     }
-    if s.starts_with('+') {
+    if let Some(rest) = s.strip_prefix('+') {
         // E.164: country code then up to 15 digits in all; written without separators, at
         // least 10 (shorter ones are other numbers with a sign).
-        let bare = !s[1..].bytes().any(|b| !b.is_ascii_digit());
+        let bare = rest.bytes().all(|b| b.is_ascii_digit());
         let min = if bare { 10 } else { 8 };
         return (min..=15).contains(&d.len()) && d[0] != 0;
     }
