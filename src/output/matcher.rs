@@ -889,20 +889,37 @@ pub fn pem_body_follows(bytes: &[u8], from: usize, eof: bool) -> Tri {
     };
     let mut i = from;
     loop {
-        while i < limit && matches!(bytes[i], b'\r' | b'\n' | b' ' | b'\t') {
-            i += 1;
+        // Blank space and line breaks, also escaped ones (`\n` in a JSON string such as a
+        // service-account key file).
+        while i < limit {
+            match bytes[i] {
+                b'\r' | b'\n' | b' ' | b'\t' => i += 1,
+                b'\\' if i + 1 >= limit => return undecided(),
+                b'\\' if matches!(bytes[i + 1], b'n' | b'r') => i += 2,
+                _ => break,
+            }
         }
         if i >= limit {
             return undecided();
         }
         let rest = &bytes[i..limit];
-        let header = [&b"Proc-Type:"[..], b"DEK-Info:", b"Comment:"]
-            .iter()
-            .any(|h| rest.starts_with(h) || (rest.len() < h.len() && h.starts_with(rest)));
+        // Encryption headers of PEM, armor headers of PGP.
+        let header = [
+            &b"Proc-Type:"[..],
+            b"DEK-Info:",
+            b"Comment:",
+            b"Version:",
+            b"Hash:",
+            b"Charset:",
+        ]
+        .iter()
+        .any(|h| rest.starts_with(h) || (rest.len() < h.len() && h.starts_with(rest)));
         if !header {
             break;
         }
-        match rest.iter().position(|&b| b == b'\n') {
+        let newline = rest.iter().position(|&b| b == b'\n');
+        let escaped = rest.windows(2).position(|w| w == b"\\n").map(|p| p + 1);
+        match newline.into_iter().chain(escaped).min() {
             Some(n) => i += n + 1,
             None => return undecided(),
         }

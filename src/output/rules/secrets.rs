@@ -15,6 +15,8 @@ const TOKEN_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_-");
 const JWT_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_.-");
 const URL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_./:-");
 const BASE64_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9/+");
+/// URLs and connection strings: printable, without blanks, quotes and brackets.
+const CONN_CLASS: ByteSet = ByteSet::printable_except(b"\"'`<>(){}[]\\");
 /// Values of `key = value` assignments: printable, without quotes and separators.
 const VALUE_CLASS: ByteSet = ByteSet::printable_except(b"\"'`,;<>(){}[]\\");
 /// What stands right before an assigned value: `=`, `:`, `=>`, `>` (XML), `,` (a call).
@@ -33,6 +35,10 @@ pub const RULES: &[Rule] = &[
         examples: &[
             "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yL4Wn2ZPnBNkZ7zG9DJ1p3N0r4I1ggNJx0VpIbDnbi0B1cJpMAK+\n-----END RSA PRIVATE KEY-----",
             "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,5AB1F2C3D4E5F60718293A4B5C6D7E8F\n\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\n-----END RSA PRIVATE KEY-----",
+            // A service-account key file: the PEM inside a JSON string, its line breaks escaped.
+            r#"{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n-----END PRIVATE KEY-----\n"}"#,
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----",
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v1\n\nlQOYBF0hZ6kBCADGm8m4kZ9YJ3uM2zqXqS3LrKX8vTnLqjvJ8Xw9b0kZl3oA2kQn\n-----END PGP PRIVATE KEY BLOCK-----",
         ],
         counter_examples: &[
             "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",
@@ -272,6 +278,191 @@ pub const RULES: &[Rule] = &[
         counter_examples: &["eyJnotajwt", "eyJhbGciOiJIUzI1NiJ9.notjson"],
     },
     Rule {
+        id: "npm_token",
+        category: Category::Secret,
+        about: "npm access tokens: npm_ and 36 letters and digits.",
+        action: Action::Redact,
+        claims: &["npm-access-token"],
+        spec: Spec::Token {
+            leads: &["npm_"],
+            class: TOKEN_CLASS,
+            judge: judge_npm,
+            glued: true,
+        },
+        examples: &["//registry.npmjs.org/:_authToken=npm_Xw3kP9qLm2Rt7Vz5Yb8Nc4Hd6Jf1Gs0Ka2Qe"],
+        counter_examples: &["npm_config_cache", "npm_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"],
+    },
+    Rule {
+        id: "pypi_token",
+        category: Category::Secret,
+        about: "PyPI upload tokens: a macaroon starting pypi-AgEIcHlwaS5vcmc.",
+        action: Action::Redact,
+        claims: &["pypi-upload-token"],
+        spec: Spec::Token {
+            leads: &["pypi-AgEIcHlwaS5vcmc"],
+            class: TOKEN_CLASS,
+            judge: judge_pypi,
+            glued: true,
+        },
+        examples: &["password = pypi-AgEIcHlwaS5vcmcCJGI4YmNhMDA5LTg1NWItNDEzOC05YzE1LTE3ZjZjNjYwNzkwMQACKlsz"],
+        counter_examples: &["pypi-AgEIcHlwaS5vcmc", "pypi-token"],
+    },
+    Rule {
+        id: "docker_hub_token",
+        category: Category::Secret,
+        about: "Docker Hub personal access tokens: dckr_pat_ and 27 characters.",
+        action: Action::Redact,
+        claims: &["docker-*"],
+        spec: Spec::Token {
+            leads: &["dckr_pat_"],
+            class: TOKEN_CLASS,
+            judge: judge_docker,
+            glued: true,
+        },
+        examples: &["docker login -u me -p dckr_pat_2b3e36beeb386dfdaacb9b46004"],
+        counter_examples: &["dckr_pat_short", "dckr_pat_"],
+    },
+    Rule {
+        id: "vault_token",
+        category: Category::Secret,
+        about: "HashiCorp Vault service and batch tokens: hvs. or hvb. and 90 or more characters.",
+        action: Action::Redact,
+        claims: &["vault-*"],
+        spec: Spec::Token {
+            leads: &["hvs.", "hvb."],
+            class: JWT_CLASS,
+            judge: judge_vault,
+            glued: true,
+        },
+        examples: &["VAULT_TOKEN=hvs.CAESIJlU9JMYEhOPYv4igdhm9PnZDrabYTobQ4Ymnlq1qY-LGh4KHGh2cy5WSEpPbjZoZnBLM3RkeTdlOEF2RzJ6OHM"],
+        counter_examples: &["hvs.short", "hvs."],
+    },
+    Rule {
+        id: "twilio_api_key",
+        category: Category::Secret,
+        about: "Twilio API key SIDs: SK and 32 hex digits.",
+        action: Action::Redact,
+        claims: &["twilio-api-key"],
+        spec: Spec::Token {
+            leads: &["SK"],
+            class: ALNUM,
+            judge: judge_twilio,
+            glued: false,
+        },
+        examples: &["TWILIO_API_KEY=SKa4f2e8b17c9d03e5f6a7b8c9d0e1f2a3"],
+        counter_examples: &["SKIPPED", "SK00000000000000000000000000000000"],
+    },
+    Rule {
+        id: "sendgrid_api_key",
+        category: Category::Secret,
+        about: "SendGrid API keys: SG., 22 characters, a dot, 43 characters.",
+        action: Action::Redact,
+        claims: &["sendgrid-api-token"],
+        spec: Spec::Token {
+            leads: &["SG."],
+            class: JWT_CLASS,
+            judge: judge_sendgrid,
+            glued: true,
+        },
+        examples: &["SENDGRID_API_KEY=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"],
+        counter_examples: &["SG.short", "SG.ngeVfQFYQlKU0ufo8x5d1A"],
+    },
+    Rule {
+        id: "mailgun_api_key",
+        category: Category::Secret,
+        about: "Mailgun private API keys: key- and 32 lower-case hex digits.",
+        action: Action::Redact,
+        claims: &["mailgun-private-api-token"],
+        spec: Spec::Token {
+            leads: &["key-"],
+            class: TOKEN_CLASS,
+            judge: judge_mailgun,
+            glued: false,
+        },
+        examples: &["api_key: key-3a96f1c8e2b74d05a9c6e1f28b3d7a40"],
+        counter_examples: &["key-value store", "key-0123456789abcdef0123456789abcdef0"],
+    },
+    Rule {
+        id: "huggingface_token",
+        category: Category::Secret,
+        about: "Hugging Face access tokens: hf_ (or api_org_) and 34 letters.",
+        action: Action::Redact,
+        claims: &["huggingface-*"],
+        spec: Spec::Token {
+            leads: &["hf_", "api_org_"],
+            class: TOKEN_CLASS,
+            judge: judge_huggingface,
+            glued: true,
+        },
+        examples: &["HF_TOKEN=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"],
+        counter_examples: &["hf_hub_download", "hf_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"],
+    },
+    Rule {
+        id: "databricks_token",
+        category: Category::Secret,
+        about: "Databricks personal access tokens: dapi and 32 hex digits (and -N).",
+        action: Action::Redact,
+        claims: &["databricks-api-token"],
+        spec: Spec::Token {
+            leads: &["dapi"],
+            class: TOKEN_CLASS,
+            judge: judge_databricks,
+            glued: false,
+        },
+        examples: &["token = dapi8f4e2b1c9d7a6e5f3b2c1d0e9f8a7b6c-2"],
+        counter_examples: &["dapi_version", "dapi00000000000000000000000000000000"],
+    },
+    Rule {
+        id: "shopify_token",
+        category: Category::Secret,
+        about: "Shopify access, custom-app, private-app and shared-secret tokens: shpat_/shpca_/shppa_/shpss_ and 32 hex digits.",
+        action: Action::Redact,
+        claims: &["shopify-*"],
+        spec: Spec::Token {
+            leads: &["shpat_", "shpca_", "shppa_", "shpss_"],
+            class: TOKEN_CLASS,
+            judge: judge_shopify,
+            glued: true,
+        },
+        examples: &["X-Shopify-Access-Token: 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"],
+        counter_examples: &["shpat_short", "shpat_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"],
+    },
+    Rule {
+        id: "sentry_token",
+        category: Category::Secret,
+        about: "Sentry organization and user auth tokens: sntrys_ and a signed payload, sntryu_ and 64 hex digits.",
+        action: Action::Redact,
+        claims: &["sentry-*"],
+        spec: Spec::Token {
+            leads: &["sntrys_", "sntryu_"],
+            class: JWT_CLASS,
+            judge: judge_sentry,
+            glued: true,
+        },
+        examples: &["SENTRY_AUTH_TOKEN=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"],
+        counter_examples: &["sntryu_short", "sntrys_"],
+    },
+    Rule {
+        id: "url_credentials",
+        category: Category::Secret,
+        about: "Passwords in URLs and connection strings (postgres://user:password@host, https://user:password@host).",
+        action: Action::Redact,
+        claims: &[],
+        spec: Spec::Built(url_password),
+        examples: &[
+            "DATABASE_URL=postgres://app:Xk29fLq0Zt7w@db.internal:5432/app",
+            "mongodb+srv://admin:S3cr3tPassw0rd@cluster0.ab1cd.mongodb.net/test",
+            "git clone https://deploy:q8Rt2vLm9Xw1@git.corp.io/team/repo.git",
+        ],
+        counter_examples: &[
+            "postgres://user:password@localhost/db",
+            "redis://:${REDIS_PASSWORD}@cache:6379",
+            "https://user:<password>@host",
+            "see http://example.org:8080/path",
+            "postgres://app@db.internal/app",
+        ],
+    },
+    Rule {
         id: "aws_secret_key",
         category: Category::Secret,
         about: "AWS secret access keys: 40 base64 characters assigned to an AWS secret name.",
@@ -310,7 +501,10 @@ pub const RULES: &[Rule] = &[
         action: Action::Redact,
         claims: &["generic-api-key"],
         spec: Spec::Built(assignment_inline),
-        examples: &["curl https://api.test/?api_key=Zx81LmQ0pR7tVw2Y"],
+        examples: &[
+            "curl https://api.test/?api_key=Zx81LmQ0pR7tVw2Y",
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6QUJDREVGR0g0NTY3OA==;EndpointSuffix=core.windows.net",
+        ],
         counter_examples: &[
             "api_key=your_api_key_here",
             "version=1.2.3",
@@ -339,7 +533,7 @@ fn aws_secret() -> Option<Matcher> {
 }
 
 /// Names under which secrets are assigned in code, config files and prose.
-const SECRET_NAMES: &str = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?(?:key|token)|[_-]auth|client[_-]?secret|private[_-]?key|credential)s?[A-Za-z0-9_.-]{0,20}";
+const SECRET_NAMES: &str = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|sharedaccesskey|auth[_-]?(?:key|token)|[_-]auth|client[_-]?secret|private[_-]?key|credential)s?[A-Za-z0-9_.-]{0,20}";
 
 /// Assignment operators across config files and languages.
 const ASSIGN_OPS: &str = r"(?:::=|:::=|:=|=>|\?=|\.=|\|\|=|[:=])";
@@ -370,6 +564,17 @@ fn not_secret_names() -> Option<regex_lite::Regex> {
     re(&format!(
         r#"{NOT_SECRET_NAMES}(?:{ASSIGN_OPS}|,)?\s{{0,3}}["'`]?$"#
     ))
+}
+
+/// The password of `scheme://user:password@host`, in URLs and connection strings.
+fn url_password() -> Option<Matcher> {
+    let r = re(r"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@]{0,64}:([^\s/@]{4,128})@[A-Za-z0-9.-]+")?;
+    let run = RegexRun::new(CONN_CLASS, ALNUM, r)
+        .group(1)
+        .validate(plausible_secret)
+        .trigger(ByteSet::from_spec(b"@"))
+        .min_len(12);
+    Some(Matcher::Regex(Box::new(run)))
 }
 
 /// `password=value` in one run.
@@ -516,6 +721,122 @@ fn judge_slack_webhook(run: &str, complete: bool) -> Tri {
     } else {
         Tri::NeedMore
     }
+}
+
+fn hex_from(run: &str, lead: usize, upto: usize) -> bool {
+    run.get(lead..run.len().min(upto))
+        .is_some_and(|b| b.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn lower_hex_from(run: &str, lead: usize, upto: usize) -> bool {
+    run.get(lead..run.len().min(upto)).is_some_and(|b| {
+        b.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    })
+}
+
+fn judge_npm(run: &str, complete: bool) -> Tri {
+    if !run
+        .get(4..run.len().min(40))
+        .is_some_and(|b| all_in(b, &ALNUM))
+    {
+        return Tri::No;
+    }
+    fixed_len(run, complete, 40, 4)
+}
+
+fn judge_pypi(run: &str, complete: bool) -> Tri {
+    at_least(run, complete, 20 + 50, 20)
+}
+
+fn judge_docker(run: &str, complete: bool) -> Tri {
+    fixed_len(run, complete, 9 + 27, 9)
+}
+
+fn judge_vault(run: &str, complete: bool) -> Tri {
+    at_least(run, complete, 4 + 90, 4)
+}
+
+fn judge_twilio(run: &str, complete: bool) -> Tri {
+    if !hex_from(run, 2, 34) {
+        return Tri::No;
+    }
+    fixed_len(run, complete, 34, 2)
+}
+
+fn judge_sendgrid(run: &str, complete: bool) -> Tri {
+    // SG. + 22 + . + 43: the dots only where the format puts them.
+    let b = run.as_bytes();
+    let dots_ok = b
+        .iter()
+        .enumerate()
+        .skip(3)
+        .all(|(i, &c)| (c == b'.') == (i == 25));
+    if !dots_ok {
+        return Tri::No;
+    }
+    fixed_len(run, complete, 69, 3)
+}
+
+fn judge_mailgun(run: &str, complete: bool) -> Tri {
+    if !lower_hex_from(run, 4, 36) {
+        return Tri::No;
+    }
+    fixed_len(run, complete, 36, 4)
+}
+
+fn judge_huggingface(run: &str, complete: bool) -> Tri {
+    let lead = if run.starts_with("api_org_") { 8 } else { 3 };
+    let total = lead + 34;
+    if !run
+        .get(lead..run.len().min(total))
+        .is_some_and(|b| b.bytes().all(|c| c.is_ascii_alphabetic()))
+    {
+        return Tri::No;
+    }
+    fixed_len(run, complete, total, lead)
+}
+
+fn judge_databricks(run: &str, complete: bool) -> Tri {
+    // dapi + 32 lower-case hex digits, optionally -N.
+    if !lower_hex_from(run, 4, 36) {
+        return Tri::No;
+    }
+    let b = run.as_bytes();
+    let suffix_ok = match b.len() {
+        0..=36 => true,
+        37 => b[36] == b'-',
+        38 => b[36] == b'-' && b[37].is_ascii_digit(),
+        _ => false,
+    };
+    if !suffix_ok {
+        return Tri::No;
+    }
+    // Any run may still grow past the format: decided when it ends.
+    if !complete {
+        return Tri::NeedMore;
+    }
+    match b.len() {
+        36 | 38 => fixed_len(&run[..36], true, 36, 4),
+        _ => Tri::No,
+    }
+}
+
+fn judge_shopify(run: &str, complete: bool) -> Tri {
+    if !hex_from(run, 6, 38) {
+        return Tri::No;
+    }
+    fixed_len(run, complete, 38, 6)
+}
+
+fn judge_sentry(run: &str, complete: bool) -> Tri {
+    if run.starts_with("sntryu_") {
+        if !lower_hex_from(run, 7, 71) {
+            return Tri::No;
+        }
+        return fixed_len(run, complete, 71, 7);
+    }
+    at_least(run, complete, 7 + 50, 7)
 }
 
 fn judge_stripe(run: &str, complete: bool) -> Tri {
