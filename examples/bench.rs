@@ -51,6 +51,52 @@ fn throughput(s: &Scanner, text: &str, chunk: usize) -> f64 {
     total as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
+/// Throughput on real text: the files named in `EDGEGUARD_BENCH_CORPUS` (comma-separated), the
+/// first `EDGEGUARD_BENCH_CORPUS_MB` megabytes of each (20 by default), one shot and streamed in
+/// 16-byte and 16 KiB pieces; each streamed output must equal the one-shot output.
+fn corpora(s: &Scanner) {
+    let Ok(list) = std::env::var("EDGEGUARD_BENCH_CORPUS") else {
+        return;
+    };
+    let mb: usize = std::env::var("EDGEGUARD_BENCH_CORPUS_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    println!();
+    println!("Output filter on real text (first {mb} MB of each file)");
+    println!();
+    println!("| file | one shot MB/s | 16 B pieces MB/s | 16 KiB pieces MB/s |");
+    println!("|---|---|---|---|");
+    for path in list.split(',').filter(|p| !p.is_empty()) {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let bytes = &bytes[..bytes.len().min(mb * 1_000_000)];
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let start = Instant::now();
+        let one = s.redact(&text);
+        let one_shot = text.len() as f64 / start.elapsed().as_secs_f64() / 1e6;
+        let mut streamed = Vec::new();
+        for chunk in [16usize, 16 << 10] {
+            let start = Instant::now();
+            let mut r = s.stream();
+            let mut out = String::with_capacity(text.len());
+            for c in text.as_bytes().chunks(chunk) {
+                r.push_bytes(c, &mut out);
+            }
+            r.finish(&mut out);
+            streamed.push(text.len() as f64 / start.elapsed().as_secs_f64() / 1e6);
+            assert_eq!(
+                out, one.text,
+                "{path}: streamed in {chunk}-byte pieces differs"
+            );
+        }
+        let name = path.rsplit('/').next().unwrap_or(path);
+        println!(
+            "| {name} | {one_shot:.0} | {:.0} | {:.0} |",
+            streamed[0], streamed[1]
+        );
+    }
+}
+
 /// A conversation of about `bytes` of text: alternating user and assistant turns of prose,
 /// with a system prompt, as JSON (what the gateway parses).
 fn conversation(bytes: usize) -> serde_json::Map<String, serde_json::Value> {
@@ -148,6 +194,7 @@ fn main() {
         n as f64 / start.elapsed().as_secs_f64() / 1e6
     };
     println!("| no candidates (prose), one-shot | whole | {one_shot:.0} |");
+    corpora(&s);
 
     // Token wait: feed prose the way models stream it, one word-token at a time with its
     // leading space (" The", " quick", ","), and see how much of each token leaves the filter on

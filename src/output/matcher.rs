@@ -187,10 +187,15 @@ pub struct RegexRun {
     pub open_end: Option<OpenEnd>,
     /// If set, a run piece is only examined if it matches this (custom detectors' keywords).
     pub require: Option<Regex>,
+    /// If set, a run piece is only examined if it holds one of these words (any case): a
+    /// cheap filter before the regex.
+    pub keywords: Option<AhoCorasick>,
     /// The value may not touch an ASCII letter or digit on either side in the text.
     pub bounded: bool,
     /// Run pieces shorter than this cannot hold a value and are skipped.
     pub min_len: usize,
+    /// Run pieces with fewer ASCII digits than this cannot hold a value and are skipped.
+    pub min_digits: usize,
     /// With a look-back context: the last byte before the run (past blanks and quotes) must
     /// be one of these. A cheap test that spares the context regex on most runs.
     pub context_gate: Option<ByteSet>,
@@ -214,8 +219,10 @@ impl RegexRun {
             context: None,
             open_end: None,
             require: None,
+            keywords: None,
             bounded: false,
             min_len: 1,
+            min_digits: 0,
             context_gate: None,
             context_deny: None,
             shrink: false,
@@ -234,6 +241,11 @@ impl RegexRun {
 
     pub fn min_len(mut self, n: usize) -> Self {
         self.min_len = n;
+        self
+    }
+
+    pub fn min_digits(mut self, n: usize) -> Self {
+        self.min_digits = n;
         self
     }
 
@@ -269,6 +281,15 @@ impl RegexRun {
 
     pub fn open_end(mut self, e: OpenEnd) -> Self {
         self.open_end = Some(e);
+        self
+    }
+
+    /// Examines only run pieces holding one of `words` (ASCII case ignored).
+    pub fn keywords(mut self, words: &[&str]) -> Self {
+        self.keywords = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build(words)
+            .ok();
         self
     }
 
@@ -618,12 +639,20 @@ impl RegexRun {
 
     /// First value inside one complete run piece: `(start, end)` relative to the piece.
     fn confirm(&self, v: &View<'_>, piece: usize, text: &str) -> Option<(usize, usize)> {
-        if text.len() < self.min_len {
+        if text.len() < self.min_len
+            || (self.min_digits > 0
+                && text.bytes().filter(u8::is_ascii_digit).count() < self.min_digits)
+        {
             return None;
         }
         let bytes = v.text.as_bytes();
         if let Some(gate) = &self.context_gate {
             if !gate_before(gate, bytes, piece) {
+                return None;
+            }
+        }
+        if let Some(k) = &self.keywords {
+            if !k.is_match(text) {
                 return None;
             }
         }

@@ -43,6 +43,9 @@ pub enum Spec {
         trigger: Option<ByteSet>,
         validate: fn(&str) -> bool,
         min_len: usize,
+        /// The fewest ASCII digits a value holds: runs with fewer are not matched at all (a
+        /// byte count spares the regex on most runs of code and prose).
+        min_digits: usize,
         shrink: bool,
     },
     /// A matcher that needs context or an open end, built by code.
@@ -90,6 +93,7 @@ impl Rule {
                 trigger,
                 validate,
                 min_len,
+                min_digits,
                 shrink,
             } => {
                 let r = Regex::new(pattern).map_err(|_| bad())?;
@@ -98,7 +102,8 @@ impl Rule {
                     .validate(*validate)
                     .bounded()
                     .group(group)
-                    .min_len(*min_len);
+                    .min_len(*min_len)
+                    .min_digits(*min_digits);
                 if *shrink {
                     run = run.shrink();
                 }

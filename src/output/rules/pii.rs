@@ -34,6 +34,7 @@ pub const RULES: &[Rule] = &[
             trigger: None,
             validate: valid_card,
             min_len: 12,
+            min_digits: 12,
             shrink: true,
         },
         examples: &[
@@ -60,6 +61,7 @@ pub const RULES: &[Rule] = &[
             trigger: None,
             validate: valid_ssn,
             min_len: 11,
+            min_digits: 9,
             shrink: true,
         },
         examples: &["SSN: 536-22-8727", "on file: 536 22 8727.", "078.05.1123"],
@@ -104,6 +106,7 @@ pub const RULES: &[Rule] = &[
             trigger: Some(DIGIT),
             validate: valid_iban,
             min_len: 15,
+            min_digits: 2,
             shrink: true,
         },
         examples: &["IBAN DE89 3704 0044 0532 0130 00.", "GB82WEST12345698765432"],
@@ -122,6 +125,7 @@ pub const RULES: &[Rule] = &[
             trigger: Some(ByteSet::from_spec(b"@")),
             validate: valid_email,
             min_len: 6,
+            min_digits: 0,
             shrink: true,
         },
         examples: &[
@@ -154,6 +158,7 @@ pub const RULES: &[Rule] = &[
             trigger: Some(ByteSet::from_spec(b"@")),
             validate: reserved_email,
             min_len: 6,
+            min_digits: 0,
             shrink: true,
         },
         examples: &[
@@ -175,6 +180,7 @@ pub const RULES: &[Rule] = &[
             trigger: Some(DIGIT),
             validate: valid_phone,
             min_len: 7,
+            min_digits: 7,
             shrink: false,
         },
         examples: &[
@@ -237,6 +243,7 @@ pub const RULES: &[Rule] = &[
             trigger: None,
             validate: valid_ipv4,
             min_len: 7,
+            min_digits: 4,
             shrink: true,
         },
         examples: &["host 192.168.10.20 is up"],
@@ -255,6 +262,7 @@ pub const RULES: &[Rule] = &[
             trigger: Some(COLON),
             validate: valid_ipv6,
             min_len: 2,
+            min_digits: 0,
             shrink: false,
         },
         examples: &["addr 2001:db8::8a2e:370:7334 ok"],
@@ -338,6 +346,7 @@ fn ssn_in_context() -> Option<Matcher> {
         .bounded()
         .context(ctx)
         .min_len(9)
+        .min_digits(9)
         .shrink();
     Some(Matcher::Regex(Box::new(run)))
 }
@@ -631,7 +640,8 @@ fn phone_in_context() -> Option<Matcher> {
         .validate(bare_phone)
         .bounded()
         .context(ctx)
-        .min_len(10);
+        .min_len(10)
+        .min_digits(10);
     Some(Matcher::Regex(Box::new(run)))
 }
 

@@ -535,6 +535,17 @@ fn aws_secret() -> Option<Matcher> {
 /// Names under which secrets are assigned in code, config files and prose.
 const SECRET_NAMES: &str = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|sharedaccesskey|auth[_-]?(?:key|token)|[_-]auth|client[_-]?secret|private[_-]?key|credential)s?[A-Za-z0-9_.-]{0,20}";
 
+/// Words one of which every name in [`SECRET_NAMES`] contains (a cheap filter before it).
+const SECRET_NAME_WORDS: &[&str] = &[
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "credential",
+];
+
 /// Assignment operators across config files and languages.
 const ASSIGN_OPS: &str = r"(?:::=|:::=|:=|=>|\?=|\.=|\|\|=|[:=])";
 
@@ -570,6 +581,7 @@ fn not_secret_names() -> Option<regex_lite::Regex> {
 fn url_password() -> Option<Matcher> {
     let r = re(r"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@]{0,64}:([^\s/@]{4,128})@[A-Za-z0-9.-]+")?;
     let run = RegexRun::new(CONN_CLASS, ALNUM, r)
+        .keywords(&["://"])
         .group(1)
         .validate(plausible_secret)
         .trigger(ByteSet::from_spec(b"@"))
@@ -585,6 +597,7 @@ fn assignment_inline() -> Option<Matcher> {
     let run = RegexRun::new(VALUE_CLASS, VALUE_CLASS, r);
     Some(Matcher::Regex(Box::new(
         run.trigger(ByteSet::from_spec(b"=:"))
+            .keywords(SECRET_NAME_WORDS)
             .group(1)
             .validate(plausible_secret)
             .context_deny(not_secret_names()?)
