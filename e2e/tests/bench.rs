@@ -68,13 +68,12 @@ fn bench_audit_producer(ctx: &Ctx) {
                 }
             }
         }
-        let (on50, on99, off50, off99) = (
-            pct(&mut on, 0.5),
-            pct(&mut on, 0.99),
-            pct(&mut off, 0.5),
-            pct(&mut off, 0.99),
+        compare(
+            &format!("audit producer ({label}): audit on"),
+            "off",
+            on,
+            off,
         );
-        println!("audit producer ({label}): audit on p50 {on50:.2} ms p99 {on99:.2} ms; off p50 {off50:.2} ms p99 {off99:.2} ms; ratio p50 {:.2} p99 {:.2}", on50 / off50, on99 / off99);
     }
 }
 
@@ -93,6 +92,17 @@ fn one(port: u16, key: &str, body: &[u8]) -> (u16, f64) {
     )
     .expect("request");
     (r.status, t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Prints p50 and p99 of two interleaved samples and their ratios.
+fn compare(a: &str, b: &str, mut on: Vec<f64>, mut off: Vec<f64>) {
+    let (on50, on99, off50, off99) = (
+        pct(&mut on, 0.5),
+        pct(&mut on, 0.99),
+        pct(&mut off, 0.5),
+        pct(&mut off, 0.99),
+    );
+    println!("{a} p50 {on50:.2} ms p99 {on99:.2} ms; {b} p50 {off50:.2} ms p99 {off99:.2} ms; ratio p50 {:.2} p99 {:.2}", on50 / off50, on99 / off99);
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -117,13 +127,7 @@ fn bench_limiter(ctx: &Ctx) {
         assert_eq!(s, 200);
         off.push(ms);
     }
-    let (on50, on99, off50, off99) = (
-        pct(&mut on, 0.5),
-        pct(&mut on, 0.99),
-        pct(&mut off, 0.5),
-        pct(&mut off, 0.99),
-    );
-    println!("limiter latency: with limits p50 {on50:.2} ms p99 {on99:.2} ms; without p50 {off50:.2} ms p99 {off99:.2} ms; ratio p50 {:.2} p99 {:.2}", on50 / off50, on99 / off99);
+    compare("limiter latency: with limits", "without", on, off);
 
     // One hot key, 8 clients, 5 seconds.
     let stop = Instant::now() + Duration::from_secs(5);

@@ -274,6 +274,22 @@ impl Resp {
     }
 }
 
+/// Header lines up to the blank line, names in lower case.
+fn read_headers(r: &mut impl BufRead) -> std::io::Result<Vec<(String, String)>> {
+    let mut hdrs = Vec::new();
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l)?;
+        let l = l.trim_end();
+        if l.is_empty() {
+            return Ok(hdrs);
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            hdrs.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+}
+
 /// A minimal HTTP/1.1 client over a raw socket, so tests see exactly when bytes arrive.
 pub fn request(
     port: u16,
@@ -306,18 +322,7 @@ pub fn request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
-    let mut hdrs = Vec::new();
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l)?;
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            hdrs.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
+    let hdrs = read_headers(&mut r)?;
     let chunked = hdrs
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
@@ -426,24 +431,15 @@ fn serve_webhook(
     let mut r = BufReader::new(conn.try_clone()?);
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let mut len = 0usize;
-    let (mut sig, mut batch) = (String::new(), String::new());
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l)?;
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            match k.trim().to_ascii_lowercase().as_str() {
-                "content-length" => len = v.trim().parse().unwrap_or(0),
-                "x-edgeguard-signature" => sig = v.trim().to_string(),
-                "x-edgeguard-batch" => batch = v.trim().to_string(),
-                _ => {}
-            }
-        }
-    }
+    let hdrs = read_headers(&mut r)?;
+    let header = |name: &str| {
+        hdrs.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let len: usize = header("content-length").parse().unwrap_or(0);
+    let (sig, batch) = (header("x-edgeguard-signature"), header("x-edgeguard-batch"));
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
     let status = {
