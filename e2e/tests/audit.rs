@@ -132,6 +132,14 @@ fn post(ctx: &Ctx, key: &str, body: &Value) -> Resp {
     .expect("request")
 }
 
+/// `edgeguard audit <sub> <dir>` through cargo.
+fn audit_cli(sub: &str, dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO"));
+    c.args(["run", "--quiet", "--bin", "edgeguard", "--", "audit", sub])
+        .arg(dir);
+    c
+}
+
 /// Sends one user message that the input layer must refuse.
 fn inject(ctx: &Ctx, key: &str, text: &str) -> Resp {
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]});
@@ -265,20 +273,7 @@ fn audit_one_event_per_request_in_bucket_and_webhook(ctx: &Ctx) {
     }
 
     // The downloaded bucket verifies with the audit key, and a tampered copy does not.
-    let verify = |d: &Path| {
-        run(Command::new(env!("CARGO"))
-            .args([
-                "run",
-                "--quiet",
-                "--bin",
-                "edgeguard",
-                "--",
-                "audit",
-                "verify",
-            ])
-            .arg(d)
-            .env("AUDIT_HMAC_KEY", AUDIT_KEY))
-    };
+    let verify = |d: &Path| run(audit_cli("verify", d).env("AUDIT_HMAC_KEY", AUDIT_KEY));
     let (ok, out) = verify(&dir);
     assert!(ok, "{out}");
     assert!(out.contains("0 problems, signatures checked"), "{out}");
@@ -299,18 +294,8 @@ fn audit_one_event_per_request_in_bucket_and_webhook(ctx: &Ctx) {
     assert!(out.contains("altered"), "{out}");
 
     // The query command answers a responder's question.
-    let (ok, out) = run(Command::new(env!("CARGO"))
-        .args([
-            "run",
-            "--quiet",
-            "--bin",
-            "edgeguard",
-            "--",
-            "audit",
-            "query",
-        ])
-        .arg(&dir)
-        .args(["--key-id", "k_one", "--outcome", "rate_limited"]));
+    let (ok, out) =
+        run(audit_cli("query", &dir).args(["--key-id", "k_one", "--outcome", "rate_limited"]));
     assert!(ok, "{out}");
     assert!(out.lines().any(|l| l.contains(&ids[3])), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
