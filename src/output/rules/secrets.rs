@@ -15,8 +15,6 @@ const TOKEN_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_-");
 const JWT_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_.-");
 const URL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_./:-");
 const BASE64_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9/+");
-/// URLs and connection strings: printable, without blanks, quotes and brackets.
-const CONN_CLASS: ByteSet = ByteSet::printable_except(b"\"'`<>(){}[]\\");
 /// Values of `key = value` assignments: printable, without quotes and separators.
 const VALUE_CLASS: ByteSet = ByteSet::printable_except(b"\"'`,;<>(){}[]\\");
 /// What stands right before an assigned value: `=`, `:`, `=>`, `>` (XML), `,` (a call).
@@ -580,7 +578,9 @@ fn not_secret_names() -> Option<regex_lite::Regex> {
 /// The password of `scheme://user:password@host`, in URLs and connection strings.
 fn url_password() -> Option<Matcher> {
     let r = re(r"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@]{0,64}:([^\s/@]{4,128})@[A-Za-z0-9.-]+")?;
-    let run = RegexRun::new(CONN_CLASS, ALNUM, r)
+    // The value class of assignments: a URL ends at a comma or semicolon too, so a word
+    // followed by punctuation is released at once.
+    let run = RegexRun::new(VALUE_CLASS, ALNUM, r)
         .keywords(&["://"])
         .group(1)
         .validate(plausible_secret)
