@@ -281,27 +281,51 @@ fn redact(args: &[String]) -> ExitCode {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let s = scanner(has(args, "--all"));
-    let mut input = Vec::new();
-    if std::io::stdin().read_to_end(&mut input).is_err() {
-        return ExitCode::from(1);
-    }
     let mut out = String::new();
     let mut stdout = std::io::stdout().lock();
+    let mut stdin = std::io::stdin().lock();
     let mut r = s.stream();
+    let report = |r: &mut edgeguard::output::StreamRedactor<'_>| {
+        for f in r.take_findings() {
+            eprintln!("{}", serde_json::to_string(&f).unwrap_or_default());
+        }
+    };
     if chunk == 0 {
+        // One push of the whole input.
+        let mut input = Vec::new();
+        if stdin.read_to_end(&mut input).is_err() {
+            return ExitCode::from(1);
+        }
         r.push_bytes(&input, &mut out);
     } else {
-        for c in input.chunks(chunk) {
-            r.push_bytes(c, &mut out);
+        // Pieces of exactly `chunk` bytes (the last may be shorter), read as they come: memory
+        // stays bounded by the piece and the redactor's hold-back, whatever the input's size.
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let mut filled = 0;
+            while filled < chunk {
+                match stdin.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return ExitCode::from(1),
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            r.push_bytes(&buf[..filled], &mut out);
             let _ = stdout.write_all(out.as_bytes());
             out.clear();
+            report(&mut r);
+            if filled < chunk {
+                break;
+            }
         }
     }
     r.finish(&mut out);
     let _ = stdout.write_all(out.as_bytes());
-    for f in r.findings() {
-        eprintln!("{}", serde_json::to_string(f).unwrap_or_default());
-    }
+    report(&mut r);
     if r.blocked() {
         eprintln!("blocked");
     }
