@@ -341,13 +341,28 @@ fn ssn_in_context() -> Option<Matcher> {
     let ctx = re(
         r"(?i)(?:\bssns?|social[ -]security(?:[ -](?:numbers?|nos?\.?|#))?|\bss ?#)[ \t]*(?:(?:is|was|of|number|no\.?|#)[ \t]*)*[:=]?[ \t]*$",
     )?;
-    let run = RegexRun::new(SSN_CLASS, DIGIT, r)
-        .validate(valid_ssn)
+    number_after(
+        RegexRun::new(SSN_CLASS, DIGIT, r).shrink(),
+        ctx,
+        valid_ssn,
+        9,
+    )
+}
+
+/// A number that counts only right after its context on the same line: at least `digits`
+/// digits, not touching letters or digits, accepted by `validate`.
+fn number_after(
+    run: RegexRun,
+    context: regex_lite::Regex,
+    validate: fn(&str) -> bool,
+    digits: usize,
+) -> Option<Matcher> {
+    let run = run
+        .validate(validate)
         .bounded()
-        .context(ctx)
-        .min_len(9)
-        .min_digits(9)
-        .shrink();
+        .context(context)
+        .min_len(digits)
+        .min_digits(digits);
     Some(Matcher::Regex(Box::new(run)))
 }
 
@@ -636,13 +651,12 @@ fn phone_in_context() -> Option<Matcher> {
     let ctx = re(
         r"(?i)\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms|call|number|no)(?:[ \t]+(?:is|number|no\.?|#))*[ \t]*[.:#=]?[ \t]*$",
     )?;
-    let run = RegexRun::new(PHONE_CLASS, PHONE_START, r)
-        .validate(bare_phone)
-        .bounded()
-        .context(ctx)
-        .min_len(10)
-        .min_digits(10);
-    Some(Matcher::Regex(Box::new(run)))
+    number_after(
+        RegexRun::new(PHONE_CLASS, PHONE_START, r),
+        ctx,
+        bare_phone,
+        10,
+    )
 }
 
 /// A phone number in bare digits: E.164 (`+` and 10-15 digits), a mainland-China mobile
