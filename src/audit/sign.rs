@@ -2,46 +2,37 @@
 //! value gives the same fingerprint under one key, and cannot be read back or guessed without
 //! the key), signatures of stored batches, and the webhook's signature header.
 
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::codec::hex_encode as hex;
+
 type HmacSha256 = Hmac<Sha256>;
 
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
-
-/// HMAC-SHA-256 of the parts, each prefixed by its length so that no two lists of parts
-/// collide.
-pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // An HMAC key may have any length; `new_from_slice` cannot fail for HMAC.
-    let mut mac = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0; 32],
-    };
+/// An HMAC under `key`, fed the parts each prefixed by its length so that no two lists of
+/// parts collide. HMAC takes keys of any length, so `new_from_slice` cannot fail; the fallback
+/// (a fixed key) is never used.
+fn keyed(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as KeyInit>::new(&Default::default()));
     for p in parts {
         mac.update(&(p.len() as u64).to_be_bytes());
         mac.update(p);
     }
-    mac.finalize().into_bytes().into()
+    mac
+}
+
+/// HMAC-SHA-256 of length-prefixed parts.
+pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    keyed(key, parts).finalize().into_bytes().into()
 }
 
 /// Plain HMAC-SHA-256 of one message (the webhook signature, checkable with any HMAC tool).
 pub fn hmac_plain(key: &[u8], message: &[u8]) -> [u8; 32] {
-    match HmacSha256::new_from_slice(key) {
-        Ok(mut m) => {
-            m.update(message);
-            m.finalize().into_bytes().into()
-        }
-        Err(_) => [0; 32],
-    }
+    let mut mac = keyed(key, &[]);
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// The fingerprint of a detected value (its folded form, as the detectors read it): 128 bits
@@ -60,15 +51,7 @@ pub struct Fingerprinter(HmacSha256);
 
 impl Fingerprinter {
     pub fn new(key: &[u8], detector: &str) -> Self {
-        // HMAC takes keys of any length: `KeyInit::new_from_slice` cannot fail for it; the
-        // fallback (a fixed key) is never used.
-        let mut mac = HmacSha256::new_from_slice(key)
-            .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()));
-        for p in [b"edgeguard-finding-v1".as_slice(), detector.as_bytes()] {
-            mac.update(&(p.len() as u64).to_be_bytes());
-            mac.update(p);
-        }
-        Fingerprinter(mac)
+        Fingerprinter(keyed(key, &[b"edgeguard-finding-v1", detector.as_bytes()]))
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
@@ -102,9 +85,14 @@ pub fn batch_signature(key: &[u8], object: &str, events: usize, sha256: &str) ->
 /// The webhook's `X-Edgeguard-Signature` value: `t=<unix ms>,v1=<hex HMAC-SHA-256 of
 /// "<t>.<body>">` under the webhook secret.
 pub fn webhook_signature(secret: &[u8], unix_ms: u64, body: &[u8]) -> String {
+    format!("t={unix_ms},v1={}", webhook_digest(secret, unix_ms, body))
+}
+
+/// Hex HMAC-SHA-256 of `"<t>.<body>"`.
+fn webhook_digest(secret: &[u8], unix_ms: u64, body: &[u8]) -> String {
     let mut msg = format!("{unix_ms}.").into_bytes();
     msg.extend_from_slice(body);
-    format!("t={unix_ms},v1={}", hex(&hmac_plain(secret, &msg)))
+    hex(&hmac_plain(secret, &msg))
 }
 
 /// Checks a webhook signature header against a body, in constant time over the digest.
@@ -121,11 +109,14 @@ pub fn verify_webhook(secret: &[u8], header: &str, body: &[u8]) -> bool {
     let (Some(t), Some(v1)) = (t, v1) else {
         return false;
     };
-    let expected = webhook_signature(secret, t, body);
-    let want = expected.as_bytes();
-    let got = format!("t={t},v1={v1}");
-    let got = got.as_bytes();
-    want.len() == got.len() && want.iter().zip(got).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    let want = webhook_digest(secret, t, body);
+    // Constant time over the digest.
+    want.len() == v1.len()
+        && want
+            .bytes()
+            .zip(v1.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 #[cfg(test)]

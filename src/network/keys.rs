@@ -49,13 +49,7 @@ fn default_tier() -> String {
 
 /// Hex SHA-256 of a key.
 pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-    }
-    out
+    crate::codec::hex_encode(&Sha256::digest(key.as_bytes()))
 }
 
 /// The KV key a record lives under.
