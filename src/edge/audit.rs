@@ -211,10 +211,19 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker
         return Ok(());
     };
     let retry_s = webhook_retry_seconds(&env);
-    let mut events: Vec<(usize, String)> = Vec::new();
+    // A message that is not an event can never be stored: left to the retries and then the
+    // dead-letter queue.
+    let reject = |m: &RawMessage| {
+        console_error!("audit consumer: message {} is not an audit event", m.id());
+        m.retry();
+    };
+    let (mut idx, mut lines) = (Vec::new(), Vec::new());
     for (i, m) in messages.iter().enumerate() {
         match item(m) {
-            Some(Item::Event(line)) => events.push((i, line)),
+            Some(Item::Event(line)) => {
+                idx.push(i);
+                lines.push(line);
+            }
             Some(Item::Deliver(object)) => match deliver_stored(&env, audit, &object).await {
                 Ok(()) => m.ack(),
                 Err(e) => {
@@ -222,42 +231,30 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker
                     retry_after(m, retry_s);
                 }
             },
-            None => {
-                // Cannot ever be stored: left to the retries and then the dead-letter queue.
-                console_error!("audit consumer: message {} is not an audit event", m.id());
-                m.retry();
-            }
+            None => reject(m),
         }
     }
-    if events.is_empty() {
+    if lines.is_empty() {
         return Ok(());
     }
-    let lines: Vec<String> = events.iter().map(|(_, l)| l.clone()).collect();
     let Some(b) = store::build(&lines, &audit.hmac_key) else {
-        for (i, _) in &events {
-            console_error!(
-                "audit consumer: message {} is not an audit event",
-                messages[*i].id()
-            );
-            messages[*i].retry();
-        }
+        idx.iter().for_each(|&i| reject(&messages[i]));
         return Ok(());
     };
-    let bad: Vec<usize> = b.invalid.iter().map(|j| events[*j].0).collect();
-    for i in &bad {
-        console_error!(
-            "audit consumer: message {} is not an audit event",
-            messages[*i].id()
-        );
-        messages[*i].retry();
+    let mut good = Vec::with_capacity(idx.len());
+    for (j, &i) in idx.iter().enumerate() {
+        if b.invalid.contains(&j) {
+            reject(&messages[i]);
+        } else {
+            good.push(i);
+        }
     }
-    let good = || events.iter().map(|(i, _)| *i).filter(|i| !bad.contains(i));
     if let Err(e) = put(&env, &b).await {
         console_error!(
             "audit consumer: writing {} failed, retrying the batch: {e}",
             b.object
         );
-        good().for_each(|i| retry_after(&messages[i], 5));
+        good.iter().for_each(|&i| retry_after(&messages[i], 5));
         return Ok(());
     }
     console_log!(
@@ -280,7 +277,7 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker
             }
         }
     }
-    good().for_each(|i| messages[i].ack());
+    good.iter().for_each(|&i| messages[i].ack());
     Ok(())
 }
 
