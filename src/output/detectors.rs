@@ -102,15 +102,8 @@ pub fn catalog(cfg: &CatalogConfig) -> Result<Vec<Detector>, String> {
             .map_err(|e| format!("custom detector {}: invalid regex: {e}", c.name))?;
         let mut run = RegexRun::new(NONSPACE, NONSPACE, regex);
         if !c.keywords.is_empty() {
-            let alts = c
-                .keywords
-                .iter()
-                .map(|k| regex_lite::escape(k))
-                .collect::<Vec<_>>()
-                .join("|");
-            let req = Regex::new(&format!("(?i)(?:{alts})"))
-                .map_err(|e| format!("custom detector {}: invalid keywords: {e}", c.name))?;
-            run = run.require(req);
+            let words: Vec<&str> = c.keywords.iter().map(String::as_str).collect();
+            run = run.keywords(&words);
         }
         out.push(Detector {
             id: format!("custom:{}", c.name),

@@ -185,10 +185,8 @@ pub struct RegexRun {
     pub context: Option<Regex>,
     /// A value of this detector stays open after its match, e.g. a PEM header.
     pub open_end: Option<OpenEnd>,
-    /// If set, a run piece is only examined if it matches this (custom detectors' keywords).
-    pub require: Option<Regex>,
-    /// If set, a run piece is only examined if it holds one of these words (any case): a
-    /// cheap filter before the regex.
+    /// If set, a run piece is only examined if it holds one of these words (any ASCII case): a
+    /// cheap filter before the regex (built-in rules' name words, custom detectors' keywords).
     pub keywords: Option<AhoCorasick>,
     /// The value may not touch an ASCII letter or digit on either side in the text.
     pub bounded: bool,
@@ -218,7 +216,6 @@ impl RegexRun {
             validate: |_| true,
             context: None,
             open_end: None,
-            require: None,
             keywords: None,
             bounded: false,
             min_len: 1,
@@ -290,11 +287,6 @@ impl RegexRun {
             .ascii_case_insensitive(true)
             .build(words)
             .ok();
-        self
-    }
-
-    pub fn require(mut self, r: Regex) -> Self {
-        self.require = Some(r);
         self
     }
 }
@@ -653,11 +645,6 @@ impl RegexRun {
         }
         if let Some(k) = &self.keywords {
             if !k.is_match(text) {
-                return None;
-            }
-        }
-        if let Some(req) = &self.require {
-            if !req.is_match(text) {
                 return None;
             }
         }
