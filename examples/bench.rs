@@ -130,17 +130,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The input layer with the learned model and with rules only, alternating in one run.
 fn scanner_latency() {
-    let s = InjectionScanner::new().unwrap();
+    let with_model = InjectionScanner::new().unwrap();
+    let rules_only = InjectionScanner::rules_only().unwrap();
     let policy = InputPolicy::default();
     println!();
-    println!("| conversation | p50 | p99 |");
-    println!("|---|---|---|");
+    println!("| conversation | p50 rules + model | p99 | p50 rules only | p99 | p50 ratio |");
+    println!("|---|---|---|---|---|---|");
     for kib in [1usize, 8, 64] {
         let body = conversation(kib << 10);
         let runs = if kib == 64 { 200 } else { 1000 };
-        let mut times = Vec::with_capacity(runs);
-        for _ in 0..runs {
+        let mut times = [Vec::with_capacity(runs), Vec::with_capacity(runs)];
+        for i in 0..2 * runs {
+            let s = if i % 2 == 0 { &with_model } else { &rules_only };
             let mut b = body.clone();
             let t = Instant::now();
             let r = inspect(
@@ -148,18 +151,24 @@ fn scanner_latency() {
                 &mut b,
                 &policy,
                 None,
-                &s,
+                s,
                 &Trust::default(),
             )
             .unwrap();
-            times.push(t.elapsed().as_secs_f64() * 1e6);
+            times[i % 2].push(t.elapsed().as_secs_f64() * 1e6);
             black_box(r);
         }
-        times.sort_by(f64::total_cmp);
+        for t in &mut times {
+            t.sort_by(f64::total_cmp);
+        }
+        let p50 = |t: &[f64]| percentile(t, 0.5);
         println!(
-            "| {kib} KiB | {:.0} us | {:.0} us |",
-            percentile(&times, 0.5),
-            percentile(&times, 0.99)
+            "| {kib} KiB | {:.0} us | {:.0} us | {:.0} us | {:.0} us | {:.2} |",
+            p50(&times[0]),
+            percentile(&times[0], 0.99),
+            p50(&times[1]),
+            percentile(&times[1], 0.99),
+            p50(&times[0]) / p50(&times[1])
         );
     }
 }

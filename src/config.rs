@@ -141,6 +141,8 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     pub input: InputPolicy,
     pub injection_threshold: f64,
+    /// Whether the learned classifier scores beside the rules (`INJECTION_MODEL`).
+    pub injection_model: bool,
     /// SHA-256 (hex) of system prompts whose text is trusted (not scored).
     pub trusted_system_prompts: Vec<String>,
     pub injection_action: InjectionAction,
@@ -490,6 +492,7 @@ impl Config {
                 tools,
             },
             injection_threshold: f64::from(threshold_pct) / 100.0,
+            injection_model: choice(get, "INJECTION_MODEL", &[("on", true), ("off", false)])?,
             trusted_system_prompts,
             injection_action,
             audit: audit_config(get)?,

@@ -107,6 +107,7 @@ pub fn plan(
     log.input = InputLog {
         score: (report.verdict.score * 1000.0).round() / 1000.0,
         rules: report.verdict.rules.iter().map(|r| r.to_string()).collect(),
+        model: report.verdict.model.map(|m| (m * 1000.0).round() / 1000.0),
         action: action.name(),
         removed_invisible: report.removed,
         hidden_payload: report.hidden_payload,

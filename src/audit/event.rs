@@ -141,6 +141,8 @@ pub struct AuditEvent {
     pub sanitize_hidden_payload: bool,
     pub injection_score: f64,
     pub injection_rules: Vec<String>,
+    /// The learned classifier's score; null when the model is off.
+    pub injection_model_score: Option<f64>,
     pub injection_action: Option<String>,
     pub tools_stripped: Vec<String>,
     // Output layer.
@@ -271,6 +273,7 @@ impl AuditEvent {
             sanitize_hidden_payload: log.input.hidden_payload,
             injection_score: log.input.score,
             injection_rules: log.input.rules.clone(),
+            injection_model_score: log.input.model,
             injection_action: nonempty(log.input.action),
             tools_stripped: log.input.stripped_tools.clone(),
             findings: log.output.findings.clone(),

@@ -72,6 +72,9 @@ pub struct RequestLog {
 pub struct InputLog {
     pub score: f64,
     pub rules: Vec<String>,
+    /// The learned classifier's calibrated score (absent with `INJECTION_MODEL = "off"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<f64>,
     /// passed, monitored or blocked.
     pub action: &'static str,
     pub removed_invisible: usize,

@@ -6,6 +6,8 @@
 //! edgeguard redact [--chunk N] [--config FILE]      stdin -> stdout, optionally fed N bytes at a time
 //! edgeguard scan   [--layer output] [--config FILE] JSONL rows with `text` -> one verdict line per row
 //! edgeguard eval   [--layer output] FILE...         labelled JSONL -> recall / false positives per category
+//! edgeguard injection-model train DIR [--out F] [--check F] [--eval FILE...]   fits the learned classifier
+//! edgeguard injection-model loso DIR                  leave-one-source-out table (markdown)
 //! edgeguard audit verify DIR [--key-env NAME]       checks downloaded audit objects
 //! edgeguard audit query DIR [--key-id K] [--since T] [--until T] [--outcome O] [--kind K]
 //!                           [--request-id R] [--detector D] [--fingerprint F]   matching events as NDJSON
@@ -25,7 +27,7 @@ use serde_json::{json, Value};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--limits JSON] [--monitor-only] [--trust-system] [--disabled]\n  edgeguard redact [--chunk N] [--all]\n  edgeguard scan [--layer output] [--all]\n  edgeguard eval [--layer output] FILE...\n  edgeguard bench-corpus [--all] [--chunks A..B] [--examples N] PATH...\n  edgeguard audit verify DIR [--key-env NAME]\n  edgeguard audit query DIR [--key-id K] [--since T] [--until T] [--outcome O] [--kind K] [--request-id R] [--detector D] [--fingerprint F]\n\n--all turns on the detectors that are off by default (IP addresses)."
+        "usage:\n  edgeguard mint-key --tenant NAME [--key-id ID] [--tier T] [--models a,b] [--tools x,y] [--limits JSON] [--monitor-only] [--trust-system] [--disabled]\n  edgeguard redact [--chunk N] [--all]\n  edgeguard scan [--layer output] [--all]\n  edgeguard eval [--layer output] FILE...\n  edgeguard bench-corpus [--all] [--chunks A..B] [--examples N] PATH...\n  edgeguard injection-model train DIR [--out FILE] [--check FILE] [--eval FILE...]\n  edgeguard injection-model loso DIR\n  edgeguard audit verify DIR [--key-env NAME]\n  edgeguard audit query DIR [--key-id K] [--since T] [--until T] [--outcome O] [--kind K] [--request-id R] [--detector D] [--fingerprint F]\n\n--all turns on the detectors that are off by default (IP addresses)."
     );
     ExitCode::from(2)
 }
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         "eval" => eval(rest),
         "bench-corpus" => bench_corpus(rest),
         "audit" => audit(rest),
+        "injection-model" => injection_model(rest),
         _ => usage(),
     }
 }
@@ -339,6 +342,7 @@ fn scan(args: &[String]) -> ExitCode {
             flag(args, "--threshold")
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(DEFAULT_THRESHOLD),
+            has(args, "--rules-only"),
         );
     }
     if layer != "output" {
@@ -427,7 +431,12 @@ fn eval(args: &[String]) -> ExitCode {
         let threshold = flag(args, "--threshold")
             .and_then(|t| t.parse().ok())
             .unwrap_or(DEFAULT_THRESHOLD);
-        return eval_input(&files, threshold, has(args, "--misses"));
+        return eval_input(
+            &files,
+            threshold,
+            has(args, "--misses"),
+            has(args, "--rules-only"),
+        );
     }
     let s = scanner(true);
     // category -> (positives, detected, negatives, false positives)
@@ -509,8 +518,15 @@ fn eval(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn injection_scanner() -> InjectionScanner {
-    match InjectionScanner::new() {
+/// The gateway's input scanner; `--rules-only` leaves the learned model out
+/// (`INJECTION_MODEL = "off"`).
+fn injection_scanner(rules_only: bool) -> InjectionScanner {
+    let s = if rules_only {
+        InjectionScanner::rules_only()
+    } else {
+        InjectionScanner::new()
+    };
+    match s {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -529,8 +545,8 @@ fn score_text(s: &InjectionScanner, text: &str) -> edgeguard::input::injection::
     s.scan(parts)
 }
 
-fn scan_input(threshold: f64) -> ExitCode {
-    let s = injection_scanner();
+fn scan_input(threshold: f64, rules_only: bool) -> ExitCode {
+    let s = injection_scanner(rules_only);
     let mut stdout = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -564,8 +580,8 @@ fn input_group(category: &str) -> String {
     category.split(':').next().unwrap_or(category).to_string()
 }
 
-fn eval_input(files: &[&String], threshold: f64, misses: bool) -> ExitCode {
-    let s = injection_scanner();
+fn eval_input(files: &[&String], threshold: f64, misses: bool, rules_only: bool) -> ExitCode {
+    let s = injection_scanner(rules_only);
     // group -> scores of label-1 rows and label-0 rows
     let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     let mut per_file: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
@@ -757,6 +773,117 @@ fn audit(args: &[String]) -> ExitCode {
                 let _ = writeln!(out, "{e}");
             }
             ExitCode::SUCCESS
+        }
+        _ => usage(),
+    }
+}
+
+fn injection_model(args: &[String]) -> ExitCode {
+    use edgeguard::input::train;
+    let (Some(cmd), Some(dir)) = (args.first(), args.get(1)) else {
+        return usage();
+    };
+    let dir = std::path::Path::new(dir);
+    match cmd.as_str() {
+        "train" => {
+            let (model, report) = match train::train_dir(dir) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let bytes = model.to_bytes();
+            eprintln!(
+                "{} rows ({} attacks); benign validation {} rows: {} flagged combined ({:.2}%), {} by rules alone; cut {:.4}",
+                report.rows,
+                report.attacks,
+                report.validation,
+                report.validation_fp,
+                100.0 * report.validation_fp as f64 / report.validation.max(1) as f64,
+                report.validation_fp_rules,
+                model.cut()
+            );
+            if let Some(out) = flag(args, "--out") {
+                if let Err(e) = std::fs::write(&out, &bytes) {
+                    eprintln!("{out}: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            // Labelled files never used in training, scored with the model just fitted.
+            let mut eval_files = args.iter().skip_while(|a| *a != "--eval").skip(1);
+            for f in eval_files.by_ref().take_while(|a| !a.starts_with("--")) {
+                let rows = match train::load_file(std::path::Path::new(f)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                let flags = match train::flags(&model, &rows) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                let count = |label: bool, pick: fn(&(bool, bool, bool)) -> bool| {
+                    flags.iter().filter(|x| x.0 == label && pick(x)).count()
+                };
+                let (a, b) = (count(true, |_| true), count(false, |_| true));
+                eprintln!(
+                    "{f}: attacks {a}: rules {} combined {}; benign {b}: rules {} combined {}",
+                    count(true, |x| x.1),
+                    count(true, |x| x.2),
+                    count(false, |x| x.1),
+                    count(false, |x| x.2)
+                );
+            }
+            if let Some(check) = flag(args, "--check") {
+                match std::fs::read(&check) {
+                    Ok(b) if b == bytes => eprintln!("{check}: identical to the trained model"),
+                    Ok(_) => {
+                        eprintln!("{check}: differs from the model the pipeline produces");
+                        return ExitCode::from(1);
+                    }
+                    Err(e) => {
+                        eprintln!("{check}: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        "loso" => {
+            println!("| held-out source | attacks | rules only | combined | benign | FP rules only | FP combined | FP on benign validation |");
+            println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+            let pct = |a: usize, b: usize| {
+                if b == 0 {
+                    "–".to_string()
+                } else {
+                    format!("{:.1}%", 100.0 * a as f64 / b as f64)
+                }
+            };
+            let r = train::leave_one_source_out(dir, |f| {
+                println!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    f.source,
+                    f.attacks,
+                    pct(f.caught_rules, f.attacks),
+                    pct(f.caught_combined, f.attacks),
+                    f.benign,
+                    pct(f.fp_rules, f.benign),
+                    pct(f.fp_combined, f.benign),
+                    pct(f.validation_fp, f.validation),
+                );
+            });
+            match r {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         _ => usage(),
     }

@@ -62,7 +62,12 @@ fn load(env: &Env) -> Result<&'static Loaded, String> {
             let detectors = catalog(&config.detectors)?;
             let scanner = Scanner::new(detectors, config.output_holdback)
                 .with_fingerprint_key(config.audit.as_ref().map(|a| a.hmac_key.clone()));
-            let injection = InjectionScanner::new().map_err(|e| e.to_string())?;
+            let injection = if config.injection_model {
+                InjectionScanner::new()
+            } else {
+                InjectionScanner::rules_only()
+            }
+            .map_err(|e| e.to_string())?;
             Ok(&*Box::leak(Box::new(Loaded {
                 config,
                 scanner,

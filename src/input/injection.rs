@@ -9,6 +9,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_lite::Regex;
 use unicode_normalization::UnicodeNormalization;
 
+use super::model::Model;
 use super::rules::{PatternRule, PhraseRule, View, PATTERNS, PHRASES};
 use super::sanitize;
 use crate::codec::{self, base64_decode, url_decode};
@@ -51,6 +52,19 @@ pub struct Verdict {
     pub rules: Vec<&'static str>,
     /// Bytes scanned (the budget bounds it).
     pub scanned: usize,
+    /// The learned classifier's highest calibrated score over the request's texts (`None`
+    /// when the model is off).
+    pub model: Option<f64>,
+}
+
+/// What the rules alone see in one text, with the views the model reads.
+#[derive(Debug, Clone)]
+pub struct RuleView {
+    /// The rules' noisy-or score for the text.
+    pub score: f64,
+    pub rules: Vec<&'static str>,
+    pub lower: String,
+    pub skel: String,
 }
 
 struct Phrase {
@@ -68,14 +82,31 @@ pub struct InjectionScanner {
     prefilter: AhoCorasick,
     prefilter_rule: Vec<usize>,
     unfiltered: Vec<usize>,
+    /// The learned classifier beside the rules (`INJECTION_MODEL`).
+    model: Option<Model>,
     /// Most bytes scanned per request.
     pub budget: usize,
 }
 
 impl InjectionScanner {
-    /// The scanner with every built-in rule.
+    /// The scanner with every built-in rule and the embedded model.
     pub fn new() -> Result<Self, String> {
+        Ok(Self::from_rules(PHRASES, PATTERNS)?.with_model(Some(Model::embedded()?)))
+    }
+
+    /// The scanner with every built-in rule and no model.
+    pub fn rules_only() -> Result<Self, String> {
         Self::from_rules(PHRASES, PATTERNS)
+    }
+
+    /// Replaces the learned classifier (`None`: rules only).
+    pub fn with_model(mut self, model: Option<Model>) -> Self {
+        self.model = model;
+        self
+    }
+
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
     }
 
     /// A scanner with the given rules only. A rule that does not build is an error naming it.
@@ -140,6 +171,7 @@ impl InjectionScanner {
             phrases,
             phrase_meta: meta,
             regexes,
+            model: None,
             budget: 256 << 10,
         })
     }
@@ -148,6 +180,8 @@ impl InjectionScanner {
     pub fn scan<'a>(&self, texts: impl IntoIterator<Item = (Source, &'a str)>) -> Verdict {
         let mut v = Verdict::default();
         let mut keep = 1.0f64; // Π(1 - w·s) over everything that fired
+                               // The scored texts' views joined, for the model.
+        let (mut skel, mut lower) = (String::new(), String::new());
         for (source, text) in texts {
             let s = source.weight();
             if s == 0.0 {
@@ -159,8 +193,17 @@ impl InjectionScanner {
             }
             let text = bounded(text, left);
             v.scanned += text.len();
-            let (k, rules) = self.scan_text(text, 0);
-            keep *= 1.0 - (1.0 - k) * s;
+            let view = self.rule_view(text);
+            if self.model.is_some() {
+                for (acc, part) in [(&mut skel, &view.skel), (&mut lower, &view.lower)] {
+                    if !acc.is_empty() {
+                        acc.push('\n');
+                    }
+                    acc.push_str(part);
+                }
+            }
+            let rules = view.rules;
+            keep *= 1.0 - view.score * s;
             for r in rules {
                 if !v.rules.contains(&r) {
                     v.rules.push(r);
@@ -173,14 +216,49 @@ impl InjectionScanner {
                 }
             }
         }
+        // The model reads the conversation as one text (in windows), the way it was trained
+        // on whole prompts and documents; its calibrated score joins the rules' (noisy-or).
+        if let Some(m) = &self.model {
+            // Nothing scored (only trusted text): nothing to weigh.
+            let p = if skel.trim().is_empty() {
+                0.0
+            } else {
+                m.score(&skel, &lower)
+            };
+            v.model = Some(p);
+            keep *= 1.0 - p;
+        }
         v.score = 1.0 - keep;
         v
+    }
+
+    /// The rules' verdict on one text and its views, before any model.
+    pub fn rule_view(&self, text: &str) -> RuleView {
+        let lower = sanitize::lower(text);
+        let skel = sanitize::skeleton_of_lower(&lower);
+        let (keep, rules) = self.scan_views(text, &lower, &skel, 0);
+        RuleView {
+            score: 1.0 - keep,
+            rules,
+            lower,
+            skel,
+        }
     }
 
     /// Returns Π(1 - w) for one text and the rules that fired. Each rule counts once per text.
     fn scan_text(&self, text: &str, depth: u32) -> (f64, Vec<&'static str>) {
         let lower = sanitize::lower(text);
         let skel = sanitize::skeleton_of_lower(&lower);
+        self.scan_views(text, &lower, &skel, depth)
+    }
+
+    fn scan_views(
+        &self,
+        text: &str,
+        lower: &str,
+        skel: &str,
+        depth: u32,
+    ) -> (f64, Vec<&'static str>) {
         let mut fired: Vec<(&'static str, f64)> = Vec::new();
         let fire = |rule: &'static str, w: f64, fired: &mut Vec<(&'static str, f64)>| {
             match fired.iter_mut().find(|(r, _)| *r == rule) {
@@ -191,13 +269,10 @@ impl InjectionScanner {
         };
         let mut seen = Vec::new();
         // One pass when folding changed nothing.
-        let views: &[&String] = if skel == lower {
-            &[&skel]
-        } else {
-            &[&skel, &lower]
-        };
+        let both = [skel, lower];
+        let views: &[&str] = if skel == lower { &both[..1] } else { &both };
         for hay in views {
-            for m in self.phrases.find_overlapping_iter(hay.as_str()) {
+            for m in self.phrases.find_overlapping_iter(*hay) {
                 let idx = m.pattern().as_usize();
                 if seen.contains(&idx) {
                     continue;
@@ -210,7 +285,7 @@ impl InjectionScanner {
         // Which regex rules have a literal present (in either view): one automaton pass each.
         let mut candidates: Vec<usize> = self.unfiltered.clone();
         for hay in views {
-            for m in self.prefilter.find_overlapping_iter(hay.as_str()) {
+            for m in self.prefilter.find_overlapping_iter(*hay) {
                 let r = self.prefilter_rule[m.pattern().as_usize()];
                 if !candidates.contains(&r) {
                     candidates.push(r);
@@ -220,14 +295,14 @@ impl InjectionScanner {
         for &i in &candidates {
             let (rule, w, re, view) = &self.regexes[i];
             let hay = match view {
-                View::Skeleton => &skel,
-                View::Lower => &lower,
+                View::Skeleton => skel,
+                View::Lower => lower,
             };
             if re.is_match(hay) {
                 fire(rule, *w, &mut fired);
             }
         }
-        if repeated_phrase(&skel) {
+        if repeated_phrase(skel) {
             fire("repetition", 0.5, &mut fired);
         }
         // Suffix statistics mean nothing on decoded text (reversed JSON looks unbalanced).
@@ -237,7 +312,7 @@ impl InjectionScanner {
         }
         // Encoded payloads, decoded and scanned again.
         if depth < 2 {
-            for decoded in self.decodings(text, &lower, depth == 0) {
+            for decoded in self.decodings(text, lower, depth == 0) {
                 let (k, rules) = self.scan_text(&decoded, depth + 1);
                 if 1.0 - k >= 0.5 {
                     fire("encoded_instructions", 0.9, &mut fired);

@@ -6,8 +6,11 @@
 //! and scores the whole conversation for injection, each text weighted by its source.
 
 pub mod injection;
+pub mod model;
 pub mod rules;
 pub mod sanitize;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 
 use std::collections::BTreeMap;
 
