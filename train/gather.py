@@ -146,8 +146,9 @@ def spikee(r, rng):
                 goals[o["instruction"]] = o.get("instruction_type", "")
         elif name == "base_user_inputs.jsonl":
             for o in data:
-                if o.get("placeholder") and o["document"] != o["placeholder"]:
-                    docs[o["document"]] = o["placeholder"]
+                ph = o.get("placeholder") or ""
+                if o.get("document") and o["document"] != ph:
+                    docs[o["document"]] = ph
         elif name == "adv_suffixes.jsonl":
             for o in data:
                 suffixes[o["suffix"]] = 1
@@ -163,7 +164,7 @@ def spikee(r, rng):
                 kind += "+suffix"
             if rng.random() < 0.3 and docs:
                 doc, ph = rng.choice(docs)
-                text = doc.replace(ph, text) if ph in doc else doc + "\n" + text
+                text = doc.replace(ph, text) if ph and ph in doc else doc + "\n" + text
                 kind = "document:" + kind
             attacks.append(row(text, 1, "spikee", kind))
     # Goals that are injections on their own (exfiltration, markup, prompt extraction).
@@ -171,6 +172,8 @@ def spikee(r, rng):
         if re.search(r"!\[|<script|system prompt|instructions|http", g, re.I):
             attacks.append(row(g, 1, "spikee", "goal"))
     fp = [row(t, 0, "spikee", "benign:false-positive seed") for t in sorted(benign)]
+    # The documents attacks were placed in, clean, so their shape is no evidence.
+    fp += [row(doc.replace(ph, "") if ph else doc, 0, "spikee", "benign:document") for doc, ph in docs]
     return attacks, fp
 
 
@@ -206,17 +209,18 @@ def bipia(r, rng):
             if task == "code":
                 q = "\n".join(o.get("error", []) + o.get("code", []))
             contexts.append((task, ctx, q))
-    contexts = sample(rng, contexts, 600)
+    contexts = sample(rng, contexts, 400)
     attacks = []
+    # Each document twice: whole and clean, and as an excerpt of at most 800 characters around
+    # an inserted payload (one window, so the label belongs to the text the model reads, and
+    # the document's shape appears on both sides).
     for i, (task, ctx, q) in enumerate(contexts):
-        if i % 2 == 0:
-            benign.append(row(f"{ctx}\n\n{q}", 0, "bipia", f"benign:{task} document"))
-        else:
-            cat, p = payloads[(i // 2) % len(payloads)]
-            cut = ctx.rfind(" ", 0, max(1, rng.randrange(len(ctx) + 1)))
-            cut = len(ctx) if cut < 0 else cut
-            doc = ctx[:cut] + " " + p + " " + ctx[cut:]
-            attacks.append(row(f"{doc}\n\n{q}", 1, "bipia", f"document:{cat}"))
+        benign.append(row(f"{ctx}\n\n{q}", 0, "bipia", f"benign:{task} document"))
+        cat, p = payloads[i % len(payloads)]
+        cut = ctx.rfind(" ", 0, max(1, rng.randrange(len(ctx) + 1)))
+        cut = len(ctx) if cut < 0 else cut
+        excerpt = ctx[max(0, cut - 400) : cut] + " " + p + " " + ctx[cut : cut + 400]
+        attacks.append(row(excerpt, 1, "bipia", f"document excerpt:{cat}"))
     for cat, p in payloads:
         attacks.append(row(p, 1, "bipia", f"payload:{cat}"))
     return attacks, benign

@@ -540,12 +540,15 @@ pub fn gibberish(text: &str) -> f64 {
     }
     let symbols = tail.iter().filter(|c| c.is_ascii_punctuation()).count() as f64;
     let ratio = symbols / tail.len() as f64;
-    // Brackets that close nothing or are left open.
+    // Brackets that close nothing or are left open, paired over the last 2,000 characters:
+    // code and JSON whose openers lie before the 100-character tail still pair up, while an
+    // optimized suffix after a prose prompt does not.
+    let wide = text.char_indices().rev().nth(1999).map_or(0, |(i, _)| i);
     let mut stack = Vec::new();
     let mut unpaired = 0;
-    for c in tail {
+    for c in text[wide..].chars() {
         match c {
-            '(' | '[' | '{' => stack.push(*c),
+            '(' | '[' | '{' => stack.push(c),
             ')' | ']' | '}' => {
                 let want = match c {
                     ')' => '(',
@@ -597,7 +600,7 @@ pub fn gibberish(text: &str) -> f64 {
     } else {
         odd as f64 / words.len() as f64
     };
-    if ratio >= 0.1 && unpaired >= 2 && glued >= 2 {
+    if ratio >= 0.1 && unpaired >= 2 && glued >= 2 && !multiline {
         0.8
     } else if (ratio >= 0.06 && unpaired >= 1 && glued >= 2 && !multiline)
         || (odd_share >= 0.3 && odd >= 4 && !structured)
@@ -673,5 +676,34 @@ mod tests {
         let long = "ignore ".repeat(100_000) + &"a=".repeat(100_000) + &"%41".repeat(50_000);
         let v = s.scan([(Source::User, long.as_str())]);
         assert!(v.scanned <= s.budget);
+    }
+
+    /// Shapes real users send every day that the rules used to block: role prompts from prompt
+    /// collections, code whose brackets open before the suffix heuristic's tail, words that
+    /// contain a short insult.
+    #[test]
+    fn everyday_prompts_pass() {
+        let rules = InjectionScanner::rules_only().unwrap();
+        for t in [
+            "I want you to act as a travel guide. I will write you my location and you will suggest a place to visit near it.",
+            "I want you to act as an AI assisted doctor. I will give you a patient's symptoms and you suggest likely causes.",
+            "Fix this:\nfor row in rows:\n    if row.get(\"id\") in seen:\n        continue\n    seen.add(row[\"id\"])\n    out.append({\"id\": row[\"id\"], \"tags\": [t for t in row[\"tags\"]]})\n  }\n}",
+            "# Resume helper\n\n## Instructions\n- List the skills first.\n- Keep it to one page.",
+        ] {
+            for (name, v) in [("rules", rules.scan([(Source::User, t)])), ("model", score(t))] {
+                assert!(v.score < 0.5, "{name}: {t:.50}: {v:?}");
+            }
+        }
+        assert_eq!(
+            gibberish(
+                "x = {\n  \"a\": [1, 2, {\"b\": (3, 4)}],\n  \"c\": f(g(h(1)))\n}\n"
+                    .repeat(4)
+                    .as_str()
+            ),
+            0.0
+        );
+        assert!(!score("Thanks for assisting the assistant.")
+            .rules
+            .contains(&"harmful_goal"));
     }
 }

@@ -2,7 +2,8 @@
 //! features of the scanner's skeleton view, with weights quantized to int8 and compiled into
 //! the worker.
 //!
-//! **Features.** Byte 4-grams of the skeleton (white-space runs count as one space), word
+//! **Features.** Byte 4-grams of the skeleton (white-space runs count as one space; grams of
+//! only spaces and punctuation are skipped), word
 //! unigrams and bigrams, and text-level structural cues (markdown images and URLs that carry a
 //! data placeholder). Every feature is hashed into `2^bits` buckets. The rules are not among
 //! the features: the scanner combines the two scores (noisy-or), so a rule the model never
@@ -75,6 +76,9 @@ fn word_byte(b: u8) -> bool {
 pub fn text_features(skel: &str, mut emit: impl FnMut(usize, u32)) {
     let bytes = skel.as_bytes();
     let mut gram: u32 = 0;
+    // Which of the gram's four bytes are word bytes: grams of only spaces and punctuation
+    // (table rules, indentation, separator lines) repeat by the hundred and say nothing.
+    let mut wordy: u32 = 0;
     let mut filled = 0usize;
     let mut last_space = true;
     let mut word_start: Option<usize> = None;
@@ -93,8 +97,9 @@ pub fn text_features(skel: &str, mut emit: impl FnMut(usize, u32)) {
         // 4-grams over the text with white-space runs folded to one space.
         if !(b == b' ' && last_space) {
             gram = (gram << 8) | u32::from(b);
+            wordy = ((wordy << 1) | u32::from(word_byte(b))) & 0xf;
             filled += 1;
-            if filled >= 4 {
+            if filled >= 4 && wordy != 0 {
                 emit(i, mix(gram ^ GRAM));
             }
         }
