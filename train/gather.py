@@ -126,7 +126,7 @@ def spikee(r, rng):
     base = "spikee/data/workspace/datasets/"
     # Folders that copy evaluation-reserved sets or are empty placeholders.
     skip = ("in-the-wild", "wildguardmix", "simsonsun", "toxic-chat", "seeds-empty", "-fp")
-    templates, goals, docs, suffixes, benign = {}, {}, {}, {}, {}
+    templates, goals, suffixes, benign = {}, {}, {}, {}
     for path in r.pkg_ls("spikee", base):
         folder = path.split("/")[4]
         name = os.path.basename(path)
@@ -144,16 +144,11 @@ def spikee(r, rng):
         elif name == "instructions.jsonl":
             for o in data:
                 goals[o["instruction"]] = o.get("instruction_type", "")
-        elif name == "base_user_inputs.jsonl":
-            for o in data:
-                ph = o.get("placeholder") or ""
-                if o.get("document") and o["document"] != ph:
-                    docs[o["document"]] = ph
         elif name == "adv_suffixes.jsonl":
             for o in data:
                 suffixes[o["suffix"]] = 1
     templates, goals = sorted(templates), sorted(goals)
-    docs, suffixes = sorted(docs.items()), sorted(suffixes)
+    suffixes = sorted(suffixes)
     attacks = []
     for t in templates:
         for g in sample(rng, goals, 6):
@@ -162,18 +157,14 @@ def spikee(r, rng):
             if rng.random() < 0.15 and suffixes:
                 text += " " + rng.choice(suffixes)
                 kind += "+suffix"
-            if rng.random() < 0.3 and docs:
-                doc, ph = rng.choice(docs)
-                text = doc.replace(ph, text) if ph and ph in doc else doc + "\n" + text
-                kind = "document:" + kind
             attacks.append(row(text, 1, "spikee", kind))
     # Goals that are injections on their own (exfiltration, markup, prompt extraction).
     for g in goals:
         if re.search(r"!\[|<script|system prompt|instructions|http", g, re.I):
             attacks.append(row(g, 1, "spikee", "goal"))
+    # Its base documents are not used: two documents carrying a hundred attacks teach the
+    # documents, not the attacks (BIPIA covers instructions inside documents).
     fp = [row(t, 0, "spikee", "benign:false-positive seed") for t in sorted(benign)]
-    # The documents attacks were placed in, clean, so their shape is no evidence.
-    fp += [row(doc.replace(ph, "") if ph else doc, 0, "spikee", "benign:document") for doc, ph in docs]
     return attacks, fp
 
 
@@ -211,16 +202,17 @@ def bipia(r, rng):
             contexts.append((task, ctx, q))
     contexts = sample(rng, contexts, 400)
     attacks = []
-    # Each document twice: whole and clean, and as an excerpt of at most 800 characters around
-    # an inserted payload (one window, so the label belongs to the text the model reads, and
-    # the document's shape appears on both sides).
+    # Each document three times: whole and clean, and as the same excerpt of at most 800
+    # characters clean and with a payload inserted (one window, so the label belongs to the
+    # text the model reads, and only the payload tells the pair apart).
     for i, (task, ctx, q) in enumerate(contexts):
         benign.append(row(f"{ctx}\n\n{q}", 0, "bipia", f"benign:{task} document"))
         cat, p = payloads[i % len(payloads)]
         cut = ctx.rfind(" ", 0, max(1, rng.randrange(len(ctx) + 1)))
         cut = len(ctx) if cut < 0 else cut
-        excerpt = ctx[max(0, cut - 400) : cut] + " " + p + " " + ctx[cut : cut + 400]
-        attacks.append(row(excerpt, 1, "bipia", f"document excerpt:{cat}"))
+        before, after = ctx[max(0, cut - 400) : cut], ctx[cut : cut + 400]
+        benign.append(row(before + " " + after, 0, "bipia", f"benign:{task} excerpt"))
+        attacks.append(row(before + " " + p + " " + after, 1, "bipia", f"document excerpt:{cat}"))
     for cat, p in payloads:
         attacks.append(row(p, 1, "bipia", f"payload:{cat}"))
     return attacks, benign
