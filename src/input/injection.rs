@@ -5,7 +5,7 @@
 //! scaled by where the text came from. Encoded payloads (base64, hex, URL-encoding, ROT13,
 //! reversed text) are decoded within depth and size caps and scanned again.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_lite::Regex;
 use unicode_normalization::UnicodeNormalization;
 
@@ -132,9 +132,11 @@ impl InjectionScanner {
                 });
             }
         }
+        // Both views are lower case already, and so are the phrases. A DFA: the overlapping
+        // search over every text is the scanner's hottest loop.
         let phrases = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
-            .ascii_case_insensitive(true)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&pats)
             .map_err(|e| format!("injection phrases do not build: {e}"))?;
         let mut regexes = Vec::new();
@@ -162,6 +164,7 @@ impl InjectionScanner {
         }
         let prefilter = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&literals)
             .map_err(|e| format!("injection prefilters do not build: {e}"))?;
         Ok(InjectionScanner {

@@ -66,52 +66,78 @@ fn fnv(seed: u32, bytes: &[u8]) -> u32 {
     h
 }
 
+/// Byte classes: 0 punctuation, 1 white space, 2 word byte (ASCII letters and digits, and every
+/// byte of a non-ASCII character).
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_alphanumeric() || b >= 0x80 {
+            2
+        } else if b.is_ascii_whitespace() {
+            1
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Multiplicative hashing: the product's top bits are the bucket ([`bucket`]).
+const GOLDEN: u32 = 0x9e37_79b1;
+
+/// The bucket of a 32-bit feature hash in a table of `2^bits`: its top bits.
 #[inline]
-fn word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b >= 0x80
+pub fn bucket(hash: u32, bits: u8) -> usize {
+    (hash >> (32 - u32::from(bits))) as usize
 }
 
 /// Calls `emit(position, hash)` for every text feature of `skel` (the scanner's skeleton
-/// view), in position order. Hashes are full 32-bit; the model masks them to its size.
+/// view), in position order. Hashes are full 32-bit; the model takes their top bits.
 pub fn text_features(skel: &str, mut emit: impl FnMut(usize, u32)) {
     let bytes = skel.as_bytes();
     let mut gram: u32 = 0;
     // Which of the gram's four bytes are word bytes: grams of only spaces and punctuation
     // (table rules, indentation, separator lines) repeat by the hundred and say nothing.
     let mut wordy: u32 = 0;
-    let mut filled = 0usize;
+    let mut filled = 0u32;
     let mut last_space = true;
-    let mut word_start: Option<usize> = None;
-    let mut prev_word: u32 = 0;
-    let mut have_prev = false;
+    // The word being read: its FNV-1a hash so far and its length.
+    let mut word_hash = 0x811c_9dc5 ^ WORD;
+    let mut word_len = 0usize;
+    let mut prev_word: Option<u32> = None;
     for (i, &raw) in bytes.iter().enumerate() {
-        let b = if raw.is_ascii_whitespace() { b' ' } else { raw };
-        // Words and pairs of neighbouring words (a word ends before this byte's 4-gram).
-        if word_byte(b) {
-            if word_start.is_none() {
-                word_start = Some(i);
-            }
-        } else if let Some(s) = word_start.take() {
-            word(bytes, s, i, &mut prev_word, &mut have_prev, &mut emit);
+        let class = CLASS[usize::from(raw)];
+        if class == 2 {
+            word_hash = (word_hash ^ u32::from(raw)).wrapping_mul(0x0100_0193);
+            word_len += 1;
+        } else if word_len > 0 {
+            // The word ended before this byte (its features come before this byte's 4-gram).
+            word(word_hash, word_len, i - 1, &mut prev_word, &mut emit);
+            word_hash = 0x811c_9dc5 ^ WORD;
+            word_len = 0;
         }
         // 4-grams over the text with white-space runs folded to one space.
-        if !(b == b' ' && last_space) {
+        let space = class == 1;
+        if !(space && last_space) {
+            let b = if space { b' ' } else { raw };
             gram = (gram << 8) | u32::from(b);
-            wordy = ((wordy << 1) | u32::from(word_byte(b))) & 0xf;
+            wordy = ((wordy << 1) | u32::from(class == 2)) & 0xf;
             filled += 1;
             if filled >= 4 && wordy != 0 {
-                emit(i, mix(gram ^ GRAM));
+                emit(i, (gram ^ GRAM).wrapping_mul(GOLDEN));
             }
         }
-        last_space = b == b' ';
+        last_space = space;
     }
-    if let Some(s) = word_start {
+    if word_len > 0 {
         word(
-            bytes,
-            s,
-            bytes.len(),
+            word_hash,
+            word_len,
+            bytes.len() - 1,
             &mut prev_word,
-            &mut have_prev,
             &mut emit,
         );
     }
@@ -119,27 +145,23 @@ pub fn text_features(skel: &str, mut emit: impl FnMut(usize, u32)) {
 
 #[inline]
 fn word(
-    bytes: &[u8],
-    s: usize,
-    e: usize,
-    prev: &mut u32,
-    have_prev: &mut bool,
+    hash: u32,
+    len: usize,
+    at: usize,
+    prev: &mut Option<u32>,
     emit: &mut impl FnMut(usize, u32),
 ) {
     // Long runs (hashes, base64) are one feature each; their length class says enough.
-    let w = if e - s > 24 {
-        fnv(WORD, &[b'#', (e - s).min(255) as u8 / 16])
+    let w = if len > 24 {
+        fnv(WORD, &[b'#', len.min(255) as u8 / 16])
     } else {
-        fnv(WORD, &bytes[s..e])
+        hash
     };
-    // At the word's last byte, so features come in position order.
-    let at = e - 1;
     emit(at, mix(w));
-    if *have_prev {
-        emit(at, mix(w.wrapping_mul(31) ^ prev.rotate_left(7) ^ PAIR));
+    if let Some(p) = *prev {
+        emit(at, mix(w.wrapping_mul(31) ^ p.rotate_left(7) ^ PAIR));
     }
-    *prev = w;
-    *have_prev = true;
+    *prev = Some(w);
 }
 
 /// Hash of a named text-level signal (`sig:<name>`).
@@ -287,34 +309,45 @@ impl Model {
 
     #[inline]
     fn weight(&self, hash: u32) -> f32 {
-        let mask = (1u32 << self.bits) - 1;
-        f32::from(self.weights[(hash & mask) as usize]) * self.scale
+        f32::from(self.quantized(hash)) * self.scale
+    }
+
+    #[inline]
+    fn quantized(&self, hash: u32) -> i8 {
+        // `bucket` is below 2^bits, the table's length (checked when the file is read).
+        self.weights
+            .get(bucket(hash, self.bits))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The raw logit of one text: `skel` its skeleton view, `lower` its lower-cased view.
     pub fn logit(&self, skel: &str, lower: &str) -> f32 {
         let mut signals = self.bias;
         structural_signals(lower, |s| signals += self.weight(signal(s)));
-        // Per block: the sum of weights and the number of features.
+        // Per block: the sum of quantized weights (exact in integers) and the number of
+        // features.
         let mut best = f32::NEG_INFINITY;
-        let (mut prev_sum, mut prev_n) = (0f32, 0u32);
-        let (mut sum, mut n) = (0f32, 0u32);
+        let (mut prev_sum, mut prev_n) = (0i32, 0u32);
+        let (mut sum, mut n) = (0i32, 0u32);
         let mut block = 0usize;
-        let close = |ps: f32, pn: u32, s: f32, c: u32, best: &mut f32| {
-            let total = (ps + s, pn + c);
-            if total.1 > 0 {
-                *best = best.max(total.0 / norm(total.1));
+        let mut block_end = BLOCK;
+        let scale = self.scale;
+        let close = |ps: i32, pn: u32, s: i32, c: u32, best: &mut f32| {
+            if pn + c > 0 {
+                *best = best.max((ps + s) as f32 * scale / norm(pn + c));
             }
         };
         text_features(skel, |pos, h| {
-            while pos >= (block + 1) * BLOCK {
+            while pos >= block_end {
                 if block > 0 {
                     close(prev_sum, prev_n, sum, n, &mut best);
                 }
-                (prev_sum, prev_n, sum, n) = (sum, n, 0.0, 0);
+                (prev_sum, prev_n, sum, n) = (sum, n, 0, 0);
                 block += 1;
+                block_end += BLOCK;
             }
-            sum += self.weight(h);
+            sum += i32::from(self.quantized(h));
             n += 1;
         });
         // The last window (or the only block).
@@ -356,18 +389,17 @@ pub struct Bag {
 
 impl Bag {
     pub fn new(skel: &str, lower: &str, bits: u8) -> Bag {
-        let mask = (1u32 << bits) - 1;
         let mut blocks: Vec<Vec<u32>> = vec![Vec::new()];
         text_features(skel, |pos, h| {
             while pos >= blocks.len() * BLOCK {
                 blocks.push(Vec::new());
             }
             if let Some(b) = blocks.last_mut() {
-                b.push(h & mask);
+                b.push(bucket(h, bits) as u32);
             }
         });
         let mut signals = Vec::new();
-        structural_signals(lower, |s| signals.push(signal(s) & mask));
+        structural_signals(lower, |s| signals.push(bucket(signal(s), bits) as u32));
         Bag { blocks, signals }
     }
 
