@@ -644,6 +644,14 @@ mod tests {
         let e = cfg(&v).unwrap_err();
         assert_eq!(e.setting, "INJECTION_ACTION");
         assert!(e.problem.contains("block, monitor, off"), "{}", e.problem);
+        // The learned injection model is on unless turned off, and nothing else is accepted.
+        assert!(cfg(&BASE).unwrap().injection_model);
+        let mut v = BASE.to_vec();
+        v.push(("INJECTION_MODEL", "off"));
+        assert!(!cfg(&v).unwrap().injection_model);
+        let mut v = BASE.to_vec();
+        v.push(("INJECTION_MODEL", "maybe"));
+        assert_eq!(cfg(&v).unwrap_err().setting, "INJECTION_MODEL");
         let mut v = BASE.to_vec();
         v.push(("ORIGIN_URL", "ftp://x"));
         assert!(cfg(&v[1..]).is_err());
