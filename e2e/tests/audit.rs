@@ -228,6 +228,10 @@ fn audit_one_event_per_request_in_bucket_and_webhook(ctx: &Ctx) {
     );
     let inj = with_request_id(&stored, &ids[1])[0];
     assert!(!inj["injection_rules"].as_array().unwrap().is_empty());
+    // The learned model's score is recorded beside the rules (the model is on by default).
+    let model = inj["injection_model_score"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&model), "{model}");
+    assert!(inj["injection_score"].as_f64().unwrap() >= model);
     assert_eq!(inj["injection_action"], "blocked");
     assert_eq!(inj["error_code"], "prompt_injection_detected");
     assert_eq!(with_request_id(&stored, &ids[3])[0]["limiter"], "refused");

@@ -19,5 +19,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = skeleton(&clean.text);
     let v = s.scan([(Source::User, clean.text.as_str()), (Source::Hidden, clean.hidden.as_str())]);
     assert!((0.0..=1.0).contains(&v.score));
+    // The model's score is a probability too, and the combined score never falls below it.
+    if let Some(m) = v.model {
+        assert!((0.0..=1.0).contains(&m) && v.score + 1e-9 >= m);
+    }
     assert!(v.scanned <= s.budget);
 });
