@@ -196,17 +196,24 @@ impl InjectionScanner {
             }
             let text = bounded(text, left);
             v.scanned += text.len();
-            let view = self.rule_view(text);
+            let RuleView {
+                score,
+                rules,
+                lower: text_lower,
+                skel: text_skel,
+            } = self.rule_view(text);
             if self.model.is_some() {
-                for (acc, part) in [(&mut skel, &view.skel), (&mut lower, &view.lower)] {
-                    if !acc.is_empty() {
+                // The first text's views are moved in, later ones appended.
+                for (acc, part) in [(&mut skel, text_skel), (&mut lower, text_lower)] {
+                    if acc.is_empty() {
+                        *acc = part;
+                    } else {
                         acc.push('\n');
+                        acc.push_str(&part);
                     }
-                    acc.push_str(part);
                 }
             }
-            let rules = view.rules;
-            keep *= 1.0 - view.score * s;
+            keep *= 1.0 - score * s;
             for r in rules {
                 if !v.rules.contains(&r) {
                     v.rules.push(r);

@@ -56,14 +56,19 @@ fn mix(mut x: u32) -> u32 {
     x ^ (x >> 16)
 }
 
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+
+/// One FNV-1a step.
+#[inline]
+fn fnv_step(h: u32, b: u8) -> u32 {
+    (h ^ u32::from(b)).wrapping_mul(FNV_PRIME)
+}
+
 /// FNV-1a over bytes, seeded.
 #[inline]
 fn fnv(seed: u32, bytes: &[u8]) -> u32 {
-    let mut h = 0x811c_9dc5 ^ seed;
-    for &b in bytes {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    h
+    bytes.iter().fold(FNV_OFFSET ^ seed, |h, &b| fnv_step(h, b))
 }
 
 /// Byte classes: 0 punctuation, 1 white space, 2 word byte (ASCII letters and digits, and every
@@ -105,18 +110,18 @@ pub fn text_features(skel: &str, mut emit: impl FnMut(usize, u32)) {
     let mut filled = 0u32;
     let mut last_space = true;
     // The word being read: its FNV-1a hash so far and its length.
-    let mut word_hash = 0x811c_9dc5 ^ WORD;
+    let mut word_hash = FNV_OFFSET ^ WORD;
     let mut word_len = 0usize;
     let mut prev_word: Option<u32> = None;
     for (i, &raw) in bytes.iter().enumerate() {
         let class = CLASS[usize::from(raw)];
         if class == 2 {
-            word_hash = (word_hash ^ u32::from(raw)).wrapping_mul(0x0100_0193);
+            word_hash = fnv_step(word_hash, raw);
             word_len += 1;
         } else if word_len > 0 {
             // The word ended before this byte (its features come before this byte's 4-gram).
             word(word_hash, word_len, i - 1, &mut prev_word, &mut emit);
-            word_hash = 0x811c_9dc5 ^ WORD;
+            word_hash = FNV_OFFSET ^ WORD;
             word_len = 0;
         }
         // 4-grams over the text with white-space runs folded to one space.
@@ -234,6 +239,11 @@ impl Model {
             cut,
             weights,
         }
+    }
+
+    /// The same weights with another calibration cut.
+    pub fn with_cut(self, cut: f32) -> Model {
+        Model { cut, ..self }
     }
 
     /// Parses a weights file; a malformed one is an error, never a panic.

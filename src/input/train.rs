@@ -236,8 +236,9 @@ pub fn fit(ex: &[Example], train: &[usize], cfg: Fit) -> Fitted {
     Fitted { w, bias }
 }
 
-/// Quantizes float weights to int8 with one scale.
-pub fn quantize(f: &Fitted, bits: u8, cut: f32) -> Model {
+/// Quantizes float weights to int8 with one scale (the cut is placed afterwards, on the
+/// quantized model: see [`train`]).
+pub fn quantize(f: &Fitted, bits: u8) -> Model {
     let w = &f.w;
     let max = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-9);
     let scale = max / 127.0;
@@ -245,7 +246,7 @@ pub fn quantize(f: &Fitted, bits: u8, cut: f32) -> Model {
         .iter()
         .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
         .collect();
-    Model::new(bits, scale, f.bias, cut, q)
+    Model::new(bits, scale, f.bias, 0.5, q)
 }
 
 /// The combined score of a text: the rules' noisy-or with the model's calibrated score, as
@@ -254,17 +255,19 @@ pub fn combined(rules: f64, model: f64) -> f64 {
     1.0 - (1.0 - rules) * (1.0 - model)
 }
 
+/// Whether the combined score of a text reaches the default threshold with the model's cut at
+/// `cut` (`rules` the rules' score, `p` the model's raw probability).
+pub fn flagged(rules: f64, p: f32, cut: f32) -> bool {
+    combined(rules, calibrate(p, cut)) >= 0.5
+}
+
 /// The lowest cut at which the combined score flags at most `target` of the validation rows
 /// (given as (rules score, raw model probability)), the rows the rules flag on their own
 /// included: the model gets whatever budget the rules leave. When the rules alone are over
 /// budget the cut goes to the top and the model adds (almost) nothing.
 pub fn choose_cut(val: &[(f64, f32)], target: f64) -> f32 {
     let allowed = (target * val.len() as f64).floor() as usize;
-    let fp = |cut: f32| {
-        val.iter()
-            .filter(|(r, p)| combined(*r, calibrate(*p, cut)) >= 0.5)
-            .count()
-    };
+    let fp = |cut: f32| val.iter().filter(|(r, p)| flagged(*r, *p, cut)).count();
     let (mut lo, mut hi) = (1e-4f32, 1.0 - 1e-4);
     if fp(hi) > allowed {
         return hi;
@@ -288,17 +291,22 @@ pub fn raw_probs(m: &Model, ex: &[Example], idx: &[usize]) -> Vec<f32> {
         .collect()
 }
 
-/// Fits on `train`, quantizes, and places the cut on `validation`.
-pub fn train(ex: &[Example], train: &[usize], validation: &[usize], cfg: Fit) -> Model {
-    let f = fit(ex, train, cfg);
-    let m = quantize(&f, cfg.bits, 0.5);
+/// Fits on `train`, quantizes, and places the cut on `validation`. Also returns the
+/// validation rows as (rules score, raw model probability), which the cut was placed on.
+pub fn train(
+    ex: &[Example],
+    train: &[usize],
+    validation: &[usize],
+    cfg: Fit,
+) -> (Model, Vec<(f64, f32)>) {
+    let m = quantize(&fit(ex, train, cfg), cfg.bits);
     let val: Vec<(f64, f32)> = validation
         .iter()
         .zip(raw_probs(&m, ex, validation))
         .map(|(&i, p)| (ex[i].rules, p))
         .collect();
     let cut = choose_cut(&val, TARGET_FP);
-    quantize(&f, cfg.bits, cut)
+    (m.with_cut(cut), val)
 }
 
 /// The sources in first-seen order.
@@ -320,14 +328,12 @@ pub fn train_dir(dir: &Path) -> Result<(Model, Report), String> {
     let ex = prepare(&rows, &srcs, cfg.bits)?;
     let (val, fit_idx): (Vec<usize>, Vec<usize>) =
         (0..rows.len()).partition(|&i| is_validation(&rows[i]));
-    let m = train(&ex, &fit_idx, &val, cfg);
-    let probs = raw_probs(&m, &ex, &val);
-    let val_fp = val
+    let (m, scored) = train(&ex, &fit_idx, &val, cfg);
+    let val_fp = scored
         .iter()
-        .zip(&probs)
-        .filter(|(&i, &p)| combined(ex[i].rules, calibrate(p, m.cut())) >= 0.5)
+        .filter(|(r, p)| flagged(*r, *p, m.cut()))
         .count();
-    let rules_fp = val.iter().filter(|&&i| ex[i].rules >= 0.5).count();
+    let rules_fp = scored.iter().filter(|(r, _)| *r >= 0.5).count();
     Ok((
         m,
         Report {
@@ -358,13 +364,7 @@ pub fn flags(m: &Model, rows: &[Row]) -> Result<Vec<(bool, bool, bool)>, String>
     Ok(raw_probs(m, &ex, &idx)
         .into_iter()
         .zip(&ex)
-        .map(|(p, e)| {
-            (
-                e.label,
-                e.rules >= 0.5,
-                combined(e.rules, calibrate(p, m.cut())) >= 0.5,
-            )
-        })
+        .map(|(p, e)| (e.label, e.rules >= 0.5, flagged(e.rules, p, m.cut())))
         .collect())
 }
 
@@ -402,29 +402,8 @@ pub fn leave_one_source_out(
             (0..rows.len()).partition(|&i| ex[i].source == s);
         let (val, fit_idx): (Vec<usize>, Vec<usize>) =
             rest.into_iter().partition(|&i| is_validation(&rows[i]));
-        let m = train(&ex, &fit_idx, &val, cfg);
-        let val_probs: Vec<(f64, f32)> = val
-            .iter()
-            .zip(raw_probs(&m, &ex, &val))
-            .map(|(&i, p)| (ex[i].rules, p))
-            .collect();
-        let cut2 = choose_cut(&val_probs, 2.0 * TARGET_FP);
-        let flagged = |idx: &[usize]| -> Vec<(bool, bool, bool)> {
-            raw_probs(&m, &ex, idx)
-                .into_iter()
-                .zip(idx)
-                .map(|(p, &i)| {
-                    let r = ex[i].rules;
-                    (
-                        r >= 0.5,
-                        combined(r, calibrate(p, m.cut())) >= 0.5,
-                        combined(r, calibrate(p, cut2)) >= 0.5,
-                    )
-                })
-                .collect()
-        };
-        let t = flagged(&test);
-        let v = flagged(&val);
+        let (m, scored) = train(&ex, &fit_idx, &val, cfg);
+        let cut2 = choose_cut(&scored, 2.0 * TARGET_FP);
         let mut f = Fold {
             source: name.clone(),
             attacks: 0,
@@ -436,9 +415,18 @@ pub fn leave_one_source_out(
             fp_combined: 0,
             fp_at_2pct: 0,
             validation: val.len(),
-            validation_fp: v.iter().filter(|x| x.1).count(),
+            validation_fp: scored
+                .iter()
+                .filter(|(r, p)| flagged(*r, *p, m.cut()))
+                .count(),
         };
-        for (&i, &(r, c, c2)) in test.iter().zip(&t) {
+        for (&i, p) in test.iter().zip(raw_probs(&m, &ex, &test)) {
+            let rules = ex[i].rules;
+            let (r, c, c2) = (
+                rules >= 0.5,
+                flagged(rules, p, m.cut()),
+                flagged(rules, p, cut2),
+            );
             if ex[i].label {
                 f.attacks += 1;
                 f.caught_rules += usize::from(r);
@@ -494,8 +482,8 @@ mod tests {
             ..Fit::default()
         };
         let benign: Vec<usize> = idx.iter().copied().filter(|&i| !v[i].label).collect();
-        let a = train(&v, &idx, &benign, cfg);
-        let b = train(&v, &idx, &benign, cfg);
+        let (a, _) = train(&v, &idx, &benign, cfg);
+        let (b, _) = train(&v, &idx, &benign, cfg);
         assert_eq!(a.to_bytes(), b.to_bytes());
         let p = raw_probs(&a, &v, &idx);
         for (i, p) in p.iter().enumerate() {
