@@ -8,7 +8,8 @@ Usage: train/gather.py SNAPSHOTS OUT
 SNAPSHOTS holds one directory per upstream: `<owner>+<name>/repo` bare git directories (read at
 the pinned commit below) and `pypi/<package>/` unpacked wheels (the pinned version below). The
 output is deterministic: same snapshots, same bytes. Each row is
-`{"text", "label", "source", "kind"}`; label 1 is an injection or jailbreak, 0 a benign prompt.
+`{"text", "label", "source", "kind"}`, plus `"group"` on rows made from one shared document;
+label 1 is an injection or jailbreak, 0 a benign prompt.
 
 Sources reserved for independent evaluation are never read here (see the model card); upstream
 folders that copy them (spikee's in-the-wild and WildGuardMix seeds, pyrit's top-level and
@@ -105,11 +106,16 @@ def jsonl(data):
     return [json.loads(l) for l in data.decode("utf-8").split("\n") if l.strip()]
 
 
-def row(text, label, source, kind):
+def row(text, label, source, kind, group=None):
     text = text.strip()
     if len(text) > MAX_CHARS:
         text = text[:MAX_CHARS]
-    return {"text": text, "label": label, "source": source, "kind": kind}
+    o = {"text": text, "label": label, "source": source, "kind": kind}
+    # Rows made from one document share a group, so that validation holds out a document
+    # with all its rows, never a clean text whose twin with a payload is being fitted.
+    if group is not None:
+        o["group"] = group
+    return o
 
 
 def sample(rng, items, n):
@@ -206,13 +212,14 @@ def bipia(r, rng):
     # characters clean and with a payload inserted (one window, so the label belongs to the
     # text the model reads, and only the payload tells the pair apart).
     for i, (task, ctx, q) in enumerate(contexts):
-        benign.append(row(f"{ctx}\n\n{q}", 0, "bipia", f"benign:{task} document"))
+        g = f"bipia:{task}:{i}"
+        benign.append(row(f"{ctx}\n\n{q}", 0, "bipia", f"benign:{task} document", g))
         cat, p = payloads[i % len(payloads)]
         cut = ctx.rfind(" ", 0, max(1, rng.randrange(len(ctx) + 1)))
         cut = len(ctx) if cut < 0 else cut
         before, after = ctx[max(0, cut - 400) : cut], ctx[cut : cut + 400]
-        benign.append(row(before + " " + after, 0, "bipia", f"benign:{task} excerpt"))
-        attacks.append(row(before + " " + p + " " + after, 1, "bipia", f"document excerpt:{cat}"))
+        benign.append(row(before + " " + after, 0, "bipia", f"benign:{task} excerpt", g))
+        attacks.append(row(before + " " + p + " " + after, 1, "bipia", f"document excerpt:{cat}", g))
     for cat, p in payloads:
         attacks.append(row(p, 1, "bipia", f"payload:{cat}"))
     return attacks, benign

@@ -17,7 +17,8 @@
 //!
 //! **Calibration.** The raw probability `p` is mapped monotonically so that the training
 //! pipeline's cut point `t` (the lowest value at which the combined scanner stays at or
-//! under 1% false positives on benign validation rows) lands on 0.5, the default threshold.
+//! under 1% false positives on benign validation rows, each scored by a model that never saw
+//! its source) lands on 0.5, the default threshold.
 //!
 //! Everything here is linear in the text and allocation-light: one pass for the 4-grams and
 //! words, two running sums per block.

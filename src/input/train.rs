@@ -2,13 +2,17 @@
 //! only. Deterministic: the same rows give the same weights file, byte for byte, so a test can
 //! check that the embedded model is the one this pipeline produces from `train/data/`.
 //!
-//! - Rows come from `train/data/*.jsonl` (`{"text", "label", "source", "kind"}`).
-//! - One benign row in five (chosen by a hash of its text) is held out as *benign validation*:
-//!   never fitted, used only to place the calibration cut.
+//! - Rows come from `train/data/*.jsonl` (`{"text", "label", "source", "kind"}`, optionally `"group"`).
+//! - One group in five (a row's group is its document when several rows are made from one,
+//!   otherwise its text; chosen by a hash) is held out: its benign rows are *benign
+//!   validation*, never fitted, and its attacks are not fitted either.
+//! - The calibration cut is placed on *out-of-source* scores of the validation rows: each row
+//!   is scored by a model fitted without its source, because a deployment meets kinds of text
+//!   the training set never held, and in-source scores understate their false positives.
 //! - Fitting is logistic regression with AdaGrad over a fixed-seed shuffle, on the window with
 //!   the highest score (the maximum the model takes at inference). Sources are weighted by
 //!   `1/√rows` so a large source does not drown a small one, and the classes are balanced.
-//! - The weights are quantized to int8; the cut is placed on the quantized model.
+//! - The weights are quantized to int8; the cut is placed on quantized models.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +34,10 @@ pub struct Row {
     pub source: String,
     #[serde(default)]
     pub kind: String,
+    /// Rows made from one document share a group (for example a clean excerpt and the same
+    /// excerpt with a payload); empty when the row stands alone.
+    #[serde(default)]
+    pub group: String,
 }
 
 /// Reads every `*.jsonl` file of `dir`, in name order.
@@ -68,9 +76,34 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-/// Benign validation rows: one in five benign rows, by a hash of the text.
+/// Whether a row's group (its text, when it has none) is held out: one in five, by a hash.
+fn held_out(r: &Row) -> bool {
+    let key = if r.group.is_empty() {
+        &r.text
+    } else {
+        &r.group
+    };
+    fnv64(key.as_bytes()).is_multiple_of(5)
+}
+
+/// Benign validation rows: the benign rows of the held-out groups.
 pub fn is_validation(r: &Row) -> bool {
-    r.label == 0 && fnv64(r.text.as_bytes()).is_multiple_of(5)
+    r.label == 0 && held_out(r)
+}
+
+/// Splits row indexes into (benign validation, fitted). The attacks of a held-out group are
+/// in neither: fitting them would teach the model the very documents the cut is placed on.
+pub fn split(rows: &[Row], idx: impl IntoIterator<Item = usize>) -> (Vec<usize>, Vec<usize>) {
+    let (mut val, mut fit) = (Vec::new(), Vec::new());
+    for i in idx {
+        let r = &rows[i];
+        if is_validation(r) {
+            val.push(i);
+        } else if r.group.is_empty() || !held_out(r) {
+            fit.push(i);
+        }
+    }
+    (val, fit)
 }
 
 fn fnv64(b: &[u8]) -> u64 {
@@ -291,8 +324,9 @@ pub fn raw_probs(m: &Model, ex: &[Example], idx: &[usize]) -> Vec<f32> {
         .collect()
 }
 
-/// Fits on `train`, quantizes, and places the cut on `validation`. Also returns the
-/// validation rows as (rules score, raw model probability), which the cut was placed on.
+/// Fits on `train`, quantizes, and places the cut on the out-of-source scores of
+/// `validation` ([`out_of_source`]). Also returns those scores, as (rules score, raw model
+/// probability) per validation row.
 pub fn train(
     ex: &[Example],
     train: &[usize],
@@ -300,13 +334,39 @@ pub fn train(
     cfg: Fit,
 ) -> (Model, Vec<(f64, f32)>) {
     let m = quantize(&fit(ex, train, cfg), cfg.bits);
-    let val: Vec<(f64, f32)> = validation
-        .iter()
-        .zip(raw_probs(&m, ex, validation))
-        .map(|(&i, p)| (ex[i].rules, p))
-        .collect();
+    let val = out_of_source(ex, train, validation, cfg);
     let cut = choose_cut(&val, TARGET_FP);
     (m.with_cut(cut), val)
+}
+
+/// Out-of-source scores of the validation rows: each row scored by a model fitted without
+/// any row of its source, the way the shipped model meets a kind of text it never saw.
+pub fn out_of_source(
+    ex: &[Example],
+    fit_idx: &[usize],
+    validation: &[usize],
+    cfg: Fit,
+) -> Vec<(f64, f32)> {
+    let mut out = vec![(0.0, 0.0); validation.len()];
+    let mut srcs: Vec<usize> = validation.iter().map(|&i| ex[i].source).collect();
+    srcs.sort_unstable();
+    srcs.dedup();
+    for s in srcs {
+        let without: Vec<usize> = fit_idx
+            .iter()
+            .copied()
+            .filter(|&i| ex[i].source != s)
+            .collect();
+        let m = quantize(&fit(ex, &without, cfg), cfg.bits);
+        let mine: Vec<usize> = (0..validation.len())
+            .filter(|&k| ex[validation[k]].source == s)
+            .collect();
+        let idx: Vec<usize> = mine.iter().map(|&k| validation[k]).collect();
+        for (&k, p) in mine.iter().zip(raw_probs(&m, ex, &idx)) {
+            out[k] = (ex[validation[k]].rules, p);
+        }
+    }
+    out
 }
 
 /// The sources in first-seen order.
@@ -326,8 +386,7 @@ pub fn train_dir(dir: &Path) -> Result<(Model, Report), String> {
     let srcs = sources(&rows);
     let cfg = Fit::default();
     let ex = prepare(&rows, &srcs, cfg.bits)?;
-    let (val, fit_idx): (Vec<usize>, Vec<usize>) =
-        (0..rows.len()).partition(|&i| is_validation(&rows[i]));
+    let (val, fit_idx) = split(&rows, 0..rows.len());
     let (m, scored) = train(&ex, &fit_idx, &val, cfg);
     let val_fp = scored
         .iter()
@@ -400,8 +459,7 @@ pub fn leave_one_source_out(
     for (s, name) in srcs.iter().enumerate() {
         let (test, rest): (Vec<usize>, Vec<usize>) =
             (0..rows.len()).partition(|&i| ex[i].source == s);
-        let (val, fit_idx): (Vec<usize>, Vec<usize>) =
-            rest.into_iter().partition(|&i| is_validation(&rows[i]));
+        let (val, fit_idx) = split(&rows, rest);
         let (m, scored) = train(&ex, &fit_idx, &val, cfg);
         let cut2 = choose_cut(&scored, 2.0 * TARGET_FP);
         let mut f = Fold {
@@ -553,5 +611,73 @@ mod tests {
             .map(|i| (if i < 5 { 0.9 } else { 0.0 }, 0.5))
             .collect();
         assert!(choose_cut(&hot, 0.01) > 0.99);
+    }
+
+    fn row(text: &str, label: u8, group: &str) -> Row {
+        Row {
+            text: text.into(),
+            label,
+            source: "s".into(),
+            kind: String::new(),
+            group: group.into(),
+        }
+    }
+
+    #[test]
+    fn a_held_out_group_keeps_its_attacks_out_of_the_fit() {
+        // Groups held out and kept, found by the same hash the split uses.
+        let (mut out, mut kept) = (None, None);
+        for k in 0..100 {
+            let g = format!("doc:{k}");
+            let r = row("x", 0, &g);
+            if is_validation(&r) {
+                out.get_or_insert(g);
+            } else {
+                kept.get_or_insert(g);
+            }
+        }
+        let (out, kept) = (out.unwrap(), kept.unwrap());
+        let rows = vec![
+            row("a clean excerpt", 0, &out),
+            row("a clean excerpt IGNORE ALL PREVIOUS", 1, &out),
+            row("another excerpt", 0, &kept),
+            row("another excerpt IGNORE ALL PREVIOUS", 1, &kept),
+            // Ungrouped attacks are always fitted; ungrouped benign rows split by text.
+            row("a lone attack", 1, ""),
+        ];
+        let (val, fit) = split(&rows, 0..rows.len());
+        assert_eq!(val, vec![0]);
+        assert_eq!(fit, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn out_of_source_scores_come_from_a_model_blind_to_the_source() {
+        // Source 1's benign rows share a word only source 1 has: a model that fitted them
+        // would score them low, one that never saw it cannot.
+        let mut v = Vec::new();
+        for i in 0..40 {
+            v.push(ex(&format!("override the rules now {i}"), true, 0));
+            v.push(ex(&format!("plain question {i}"), false, 0));
+            v.push(ex(&format!("override zebra {i}"), false, 1));
+        }
+        let ex = v;
+        let all: Vec<usize> = (0..ex.len()).collect();
+        let val: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|i| ex[*i].source == 1)
+            .take(5)
+            .collect();
+        let fit_idx: Vec<usize> = all.iter().copied().filter(|i| !val.contains(i)).collect();
+        let cfg = Fit {
+            bits: 12,
+            ..Fit::default()
+        };
+        let inside = quantize(&fit(&ex, &fit_idx, cfg), cfg.bits);
+        let seen = raw_probs(&inside, &ex, &val);
+        let blind = out_of_source(&ex, &fit_idx, &val, cfg);
+        for (s, b) in seen.iter().zip(&blind) {
+            assert!(b.1 > *s, "out of source {} <= in source {s}", b.1);
+        }
     }
 }
