@@ -25,6 +25,10 @@ pub struct ByteSet {
     ranges: [(u8, u8); 4],
     /// Number of ranges in `ranges`, or 0 when the set has more than four.
     nranges: u8,
+    /// The members when there are at most three, for a vectorized search ([`memchr`]).
+    few: [u8; 3],
+    /// Number of members in `few`, or 0 when the set has more than three.
+    nfew: u8,
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;
@@ -36,7 +40,28 @@ impl ByteSet {
             map: [0; 4],
             ranges: [(0, 0); 4],
             nranges: 0,
+            few: [0; 3],
+            nfew: 0,
         }
+    }
+
+    /// Recomputes `few` from the map.
+    const fn with_few(mut self) -> Self {
+        let mut few = [0u8; 3];
+        let mut n = 0usize;
+        let mut c = 0u8;
+        while c < 0x80 {
+            if self.map[(c >> 6) as usize] & (1 << (c & 63)) != 0 {
+                if n < 3 {
+                    few[n] = c;
+                }
+                n += 1;
+            }
+            c += 1;
+        }
+        self.few = few;
+        self.nfew = if n <= 3 { n as u8 } else { 0 };
+        self
     }
 
     const fn with_range(mut self, lo: u8, hi: u8) -> Self {
@@ -48,7 +73,7 @@ impl ByteSet {
             }
             c += 1;
         }
-        self
+        self.with_few()
     }
 
     /// Builds a set from a compact description: single bytes and `a-z` style ranges.
@@ -85,7 +110,7 @@ impl ByteSet {
             set.map[(b >> 6) as usize] &= !(1 << (b & 63));
             i += 1;
         }
-        set
+        set.with_few()
     }
 
     #[inline]
@@ -113,6 +138,16 @@ impl ByteSet {
     #[inline]
     pub fn find(&self, bytes: &[u8], from: usize) -> Option<usize> {
         let hay = bytes.get(from..)?;
+        let [a, b, c] = self.few;
+        let found = match self.nfew {
+            1 => Some(memchr::memchr(a, hay)),
+            2 => Some(memchr::memchr2(a, b, hay)),
+            3 => Some(memchr::memchr3(a, b, c, hay)),
+            _ => None,
+        };
+        if let Some(f) = found {
+            return f.map(|p| p + from);
+        }
         let mut i = 0;
         if self.nranges > 0 {
             // Skip eight bytes at a time while no byte of a word can be a member.
@@ -177,12 +212,16 @@ pub struct RegexRun {
     pub start: ByteSet,
     /// A run is only examined if it contains one of these bytes.
     pub trigger: Option<ByteSet>,
-    pub regex: Regex,
+    /// Finds values in a run piece; `None`: the whole piece is the only candidate value.
+    pub regex: Option<Regex>,
     /// Capture group that is the value (0 = whole match).
     pub group: usize,
     pub validate: fn(&str) -> bool,
     /// Optional look-back: the value only counts if the text before the run matches this.
     pub context: Option<Regex>,
+    /// Words (any ASCII case) one of which every match of `context` contains: a look-back
+    /// without any of them is rejected before any regex runs.
+    pub context_words: Option<AhoCorasick>,
     /// A value of this detector stays open after its match, e.g. a PEM header.
     pub open_end: Option<OpenEnd>,
     /// If set, a run piece is only examined if it holds one of these words (any ASCII case): a
@@ -207,6 +246,16 @@ pub struct RegexRun {
 impl RegexRun {
     /// A detector whose runs are stretches of `class` beginning at a byte of `start`.
     pub fn new(class: ByteSet, start: ByteSet, regex: Regex) -> Self {
+        Self::with_regex(class, start, Some(regex))
+    }
+
+    /// A detector whose candidate value is a whole run piece, judged by the validator alone
+    /// (for shapes a few byte tests decide, which a regex would decide many times slower).
+    pub fn whole(class: ByteSet, start: ByteSet) -> Self {
+        Self::with_regex(class, start, None)
+    }
+
+    fn with_regex(class: ByteSet, start: ByteSet, regex: Option<Regex>) -> Self {
         RegexRun {
             class,
             start,
@@ -215,6 +264,7 @@ impl RegexRun {
             group: 0,
             validate: |_| true,
             context: None,
+            context_words: None,
             open_end: None,
             keywords: None,
             bounded: false,
@@ -273,6 +323,15 @@ impl RegexRun {
 
     pub fn context(mut self, c: Regex) -> Self {
         self.context = Some(c);
+        self
+    }
+
+    /// The look-back context needs one of `words` (ASCII case ignored); see `context_words`.
+    pub fn context_words(mut self, words: &[&str]) -> Self {
+        self.context_words = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build(words)
+            .ok();
         self
     }
 
@@ -399,6 +458,124 @@ pub struct View<'a> {
     pub chop: usize,
     /// Earliest position the look-back context may read (the retained text's start).
     pub floor: usize,
+    /// For a token detector: every occurrence of its leads in `text`, found by the shared
+    /// pass ([`Leads`]), as sorted absolute starts and the absolute offset of `text`. `None`:
+    /// the detector searches the text itself.
+    pub leads: Option<(&'a [usize], usize)>,
+}
+
+impl<'a> View<'a> {
+    /// The view as the detector `det` sees it, with its share of `hits`.
+    pub fn for_detector(&self, hits: Option<&'a LeadHits>, det: usize, base: usize) -> View<'a> {
+        View {
+            text: self.text,
+            eof: self.eof,
+            chop: self.chop,
+            floor: self.floor,
+            leads: hits
+                .and_then(|h| h.per.get(det))
+                .map(|v| (v.as_slice(), base)),
+        }
+    }
+}
+
+/// All token detectors' leads in one automaton, so that one pass over the text finds the
+/// candidates of all of them instead of one pass each.
+pub struct Leads {
+    ac: AhoCorasick,
+    /// The detector (by index in the scanner) of each pattern.
+    owner: Vec<usize>,
+    detectors: usize,
+    longest: usize,
+}
+
+impl Leads {
+    /// The shared automaton over the token detectors among `matchers` (`None` when there are
+    /// none, or it does not build: each detector then searches on its own).
+    pub fn new<'m>(matchers: impl IntoIterator<Item = &'m Matcher>) -> Option<Leads> {
+        let mut pats: Vec<&str> = Vec::new();
+        let mut owner = Vec::new();
+        let mut detectors = 0;
+        for (i, m) in matchers.into_iter().enumerate() {
+            detectors = i + 1;
+            if let Matcher::Token(t) = m {
+                for l in &t.leads {
+                    pats.push(l);
+                    owner.push(i);
+                }
+            }
+        }
+        if pats.is_empty() {
+            return None;
+        }
+        let longest = pats.iter().map(|p| p.len()).max().unwrap_or(1);
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .build(&pats)
+            .ok()?;
+        Some(Leads {
+            ac,
+            owner,
+            detectors,
+            longest,
+        })
+    }
+}
+
+/// Lead occurrences found so far in a text that grows at the end and is dropped from the
+/// front (a stream's retained text), per detector, as sorted absolute starts.
+#[derive(Debug, Clone, Default)]
+pub struct LeadHits {
+    per: Vec<Vec<usize>>,
+    /// Every occurrence ending at or before this absolute offset is recorded.
+    indexed_to: usize,
+}
+
+impl LeadHits {
+    /// Records the occurrences that `text` (starting at absolute offset `base`) completes.
+    pub fn extend(&mut self, leads: &Leads, text: &str, base: usize) {
+        let end = base + text.len();
+        if end <= self.indexed_to {
+            return;
+        }
+        if self.per.len() < leads.detectors {
+            self.per.resize(leads.detectors, Vec::new());
+        }
+        // An occurrence not yet recorded ends past `indexed_to`, so it starts at most
+        // `longest - 1` bytes before it.
+        let from = self.indexed_to.saturating_sub(leads.longest - 1).max(base);
+        let mut touched = false;
+        for m in leads
+            .ac
+            .find_overlapping_iter(&text.as_bytes()[from - base..])
+        {
+            if from + m.end() > self.indexed_to {
+                if let Some(v) = self.per.get_mut(leads.owner[m.pattern().as_usize()]) {
+                    v.push(from + m.start());
+                    touched = true;
+                }
+            }
+        }
+        if touched {
+            // Occurrences come in order of their ends; starts of leads of different lengths
+            // can come out of order, and two leads of one detector can share a start.
+            for v in &mut self.per {
+                if !v.is_sorted() {
+                    v.sort_unstable();
+                }
+                v.dedup();
+            }
+        }
+        self.indexed_to = end;
+    }
+
+    /// Forgets occurrences that start before absolute offset `base`.
+    pub fn trim(&mut self, base: usize) {
+        for v in &mut self.per {
+            let n = v.partition_point(|&h| h < base);
+            v.drain(..n);
+        }
+    }
 }
 
 impl Matcher {
@@ -604,7 +781,32 @@ impl RegexRun {
         // not depend on where a scan resumed or where an earlier value ended. (Streams keep
         // more than that much text before any resume point.)
         let mut j = i.saturating_sub(9);
+        // With context words, a run counts only with one of them in the 64 bytes before it,
+        // so gates far from every word lead nowhere: from a gate at or past `limit`, the
+        // search jumps to the next word. With no word left in the text, no run in it can
+        // count; a run still to come reads a look-back of text still to come, and is found
+        // from the resume point the caller takes.
+        let mut limit = if self.context_words.is_some() {
+            0
+        } else {
+            usize::MAX
+        };
         while let Some(g) = gate.find(bytes, j) {
+            if g >= limit {
+                if let Some(words) = &self.context_words {
+                    // The run after `g` starts past it: its look-back starts at `g - 63` or later.
+                    let lo = g.saturating_sub(64);
+                    let Some(m) = words.find(&bytes[lo..]) else {
+                        return Candidate::None;
+                    };
+                    let k = lo + m.start();
+                    limit = k + 64;
+                    if k.saturating_sub(9) > g {
+                        j = k - 9;
+                        continue;
+                    }
+                }
+            }
             let mut q = g + 1;
             while q < len
                 && q - g <= 8
@@ -648,22 +850,45 @@ impl RegexRun {
                 return None;
             }
         }
+        // The look-back the context reads, as the context reads it.
+        let lookback = || {
+            let lo = floor_char_boundary(v.text, piece.saturating_sub(64).max(v.floor));
+            v.text.get(lo..piece)
+        };
+        if let Some(w) = &self.context_words {
+            if !lookback().is_some_and(|before| w.is_match(before)) {
+                return None;
+            }
+        }
         let touches = |i: Option<&u8>| i.is_some_and(u8::is_ascii_alphanumeric);
         let mut context_ok: Option<bool> = None;
-        for caps in self.regex.captures_iter(text) {
-            let Some(m) = caps.get(self.group) else {
-                continue;
+        let mut found = self.regex.as_ref().map(|r| r.captures_iter(text));
+        let mut whole = Some((0, text));
+        loop {
+            let (m_start, value) = match &mut found {
+                Some(it) => {
+                    let Some(caps) = it.next() else {
+                        break;
+                    };
+                    let Some(m) = caps.get(self.group) else {
+                        continue;
+                    };
+                    (m.start(), m.as_str())
+                }
+                None => match whole.take() {
+                    Some(w) => w,
+                    None => break,
+                },
             };
-            if m.is_empty() {
+            if value.is_empty() {
                 continue;
             }
-            let s = piece + m.start();
+            let s = piece + m_start;
             if self.bounded && touches(s.checked_sub(1).and_then(|p| bytes.get(p))) {
                 continue;
             }
             // The longest acceptable prefix of the match: the whole of it, or (with `shrink`)
             // the match cut before a trailing separator.
-            let value = m.as_str();
             let mut len = Some(value.len());
             while let Some(l) = len {
                 let e = s + l;
@@ -680,14 +905,10 @@ impl RegexRun {
             let Some(l) = len else {
                 continue;
             };
-            let m_end = m.start() + l;
+            let m_end = m_start + l;
             if let Some(ctx) = &self.context {
-                let ok = *context_ok.get_or_insert_with(|| {
-                    let lo = floor_char_boundary(v.text, piece.saturating_sub(64).max(v.floor));
-                    v.text
-                        .get(lo..piece)
-                        .is_some_and(|before| ctx.is_match(before))
-                });
+                let ok = *context_ok
+                    .get_or_insert_with(|| lookback().is_some_and(|before| ctx.is_match(before)));
                 if !ok {
                     return None;
                 }
@@ -702,7 +923,7 @@ impl RegexRun {
                     continue;
                 }
             }
-            return Some((m.start(), m_end));
+            return Some((m_start, m_end));
         }
         None
     }
@@ -736,11 +957,18 @@ impl TokenRun {
         // Candidates are lead occurrences at a run start; everything else is skipped by the
         // automaton without looking at runs one by one.
         while i < len {
-            let input = aho_corasick::Input::new(bytes).span(i..len);
-            let Some(m) = self.finder.find(input) else {
+            let next = match v.leads {
+                Some((hits, base)) => hits
+                    .get(hits.partition_point(|&h| h < base + i))
+                    .map(|&h| h - base),
+                None => self
+                    .finder
+                    .find(aho_corasick::Input::new(bytes).span(i..len))
+                    .map(|m| m.start()),
+            };
+            let Some(s) = next else {
                 break;
             };
-            let s = m.start();
             if !self.glued && s != i && self.class.has(bytes[s - 1]) {
                 // Inside a run that did not begin with a lead.
                 i = s + 1;
@@ -974,11 +1202,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn fast_find_equals_naive(hay in prop::collection::vec(any::<u8>(), 0..200), from in 0usize..210, pick in 0usize..6) {
+        fn fast_find_equals_naive(hay in prop::collection::vec(any::<u8>(), 0..200), from in 0usize..210, pick in 0usize..7) {
             let sets = [
                 ByteSet::from_spec(b"0-9"),
                 ByteSet::from_spec(b"@"),
                 ByteSet::from_spec(b"=:>"),
+                ByteSet::from_spec(b"=:"),
                 ByteSet::from_spec(b"A-Z0-9 "),
                 ByteSet::from_spec(b"A-Za-z0-9._%+@-"),
                 ByteSet::printable_except(b"\"'"),

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use super::detectors::{Action, Category, Detector};
 use super::matcher::PEM_END_TAIL;
-use super::matcher::{find_open_end, pem_body_follows, Matcher, OpenEnd, Step, Tri, View};
+use super::matcher::{
+    find_open_end, pem_body_follows, LeadHits, Leads, Matcher, OpenEnd, Step, Tri, View,
+};
 use crate::audit::sign::Fingerprinter;
 use crate::unicode::{fold_char, Fold};
 
@@ -47,6 +49,8 @@ pub struct Redaction {
 
 pub struct Scanner {
     detectors: Vec<Detector>,
+    /// The token detectors' leads, found for all of them in one pass.
+    leads: Option<Leads>,
     holdback: usize,
     /// The audit key: findings carry a keyed fingerprint of their value when set.
     fingerprint_key: Option<Vec<u8>>,
@@ -56,11 +60,13 @@ impl Scanner {
     /// A scanner over `detectors` (in priority order). Detectors whose action is `off` are
     /// dropped. `holdback` is clamped to at least 256 bytes, the longest built-in value shape.
     pub fn new(detectors: Vec<Detector>, holdback: usize) -> Self {
+        let detectors: Vec<Detector> = detectors
+            .into_iter()
+            .filter(|d| d.action != Action::Off)
+            .collect();
         Scanner {
-            detectors: detectors
-                .into_iter()
-                .filter(|d| d.action != Action::Off)
-                .collect(),
+            leads: Leads::new(detectors.iter().map(|d| &d.matcher)),
+            detectors,
             holdback: holdback.max(256),
             fingerprint_key: None,
         }
@@ -123,7 +129,13 @@ impl Scanner {
             eof: true,
             chop: self.holdback,
             floor: 0,
+            leads: None,
         };
+        let hits = self.leads.as_ref().map(|l| {
+            let mut h = LeadHits::default();
+            h.extend(l, text, 0);
+            h
+        });
         let mut out = String::with_capacity(raw.len());
         let mut findings = Vec::new();
         let mut rpos = 0;
@@ -136,7 +148,8 @@ impl Scanner {
                     let step = match st.cached {
                         Some(step) => step,
                         None => {
-                            let step = d.matcher.step(&view, st.resume, st.skip);
+                            let dv = view.for_detector(hits.as_ref(), i, 0);
+                            let step = d.matcher.step(&dv, st.resume, st.skip);
                             st.cached = Some(step);
                             step
                         }
@@ -213,6 +226,7 @@ impl Scanner {
             blocked: false,
             findings: Vec::new(),
             utf8: Vec::new(),
+            hits: LeadHits::default(),
         }
     }
 }
@@ -299,6 +313,7 @@ impl DetState {
             eof: false,
             chop,
             floor: 0,
+            leads: None,
         };
         match m.step(&view, rel, false) {
             step @ (Step::Match { start, .. } | Step::Open { start, .. }) if start < end => {
@@ -357,6 +372,8 @@ pub struct StreamRedactor<'s> {
     findings: Vec<Finding>,
     /// Bytes of an unfinished UTF-8 character.
     utf8: Vec<u8>,
+    /// Lead occurrences in `buf`, for the token detectors.
+    hits: LeadHits,
 }
 
 impl StreamRedactor<'_> {
@@ -521,12 +538,17 @@ impl StreamRedactor<'_> {
                 }
             }
 
+            if let Some(l) = &scanner.leads {
+                self.hits.extend(l, &self.buf, self.base);
+            }
             let view = View {
                 text: &self.buf,
                 eof,
                 chop: scanner.holdback,
                 floor: 0,
+                leads: None,
             };
+            let hits = scanner.leads.as_ref().map(|_| &self.hits);
             let mut best: Option<(usize, Step, usize)> = None;
             let mut safe = self.buf.len();
             for (i, d) in scanner.detectors.iter().enumerate() {
@@ -536,7 +558,8 @@ impl StreamRedactor<'_> {
                         // A final verdict from an earlier push, kept in absolute positions.
                         Some(c) => shift(c, self.base, false),
                         None => {
-                            let step = d.matcher.step(&view, st.resume - self.base, st.skip);
+                            let dv = view.for_detector(hits, i, self.base);
+                            let step = d.matcher.step(&dv, st.resume - self.base, st.skip);
                             if !matches!(step, Step::Wait { .. }) {
                                 st.cached = Some(shift(step, self.base, true));
                             }
@@ -684,6 +707,7 @@ impl StreamRedactor<'_> {
             self.buf.drain(..cut);
             self.base += cut;
             self.map.trim(self.base);
+            self.hits.trim(self.base);
         }
         let done = self.raw_released.saturating_sub(self.raw_base);
         let done = floor_boundary(&self.raw, done);
@@ -715,7 +739,24 @@ impl FoldMap {
             self.raw_len += raw.len();
             return;
         }
-        for c in raw.chars() {
+        out.reserve(raw.len());
+        let mut rest = raw;
+        while !rest.is_empty() {
+            // ASCII folds to itself: copy runs of it whole.
+            let ascii = rest
+                .bytes()
+                .position(|b| !b.is_ascii())
+                .unwrap_or(rest.len());
+            if ascii > 0 {
+                out.push_str(&rest[..ascii]);
+                self.folded_len += ascii;
+                self.raw_len += ascii;
+                rest = &rest[ascii..];
+            }
+            let Some(c) = rest.chars().next() else {
+                break;
+            };
+            rest = &rest[c.len_utf8()..];
             let rlen = c.len_utf8();
             let (f, r) = (self.folded_len, self.raw_len);
             match fold_char(c) {

@@ -342,7 +342,9 @@ fn ssn_in_context() -> Option<Matcher> {
         r"(?i)(?:\bssns?|social[ -]security(?:[ -](?:numbers?|nos?\.?|#))?|\bss ?#)[ \t]*(?:(?:is|was|of|number|no\.?|#)[ \t]*)*[:=]?[ \t]*$",
     )?;
     number_after(
-        RegexRun::new(SSN_CLASS, DIGIT, r).shrink(),
+        RegexRun::new(SSN_CLASS, DIGIT, r)
+            .shrink()
+            .context_words(&["ss", "social"]),
         ctx,
         valid_ssn,
         9,

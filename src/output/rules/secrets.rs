@@ -520,11 +520,12 @@ fn pem() -> Option<Matcher> {
 }
 
 fn aws_secret() -> Option<Matcher> {
-    let r = re(r"^[A-Za-z0-9/+]{40}$")?;
     let ctx = re(r#"(?i)aws.{0,20}(?:secret|private).{0,20}[:=]{1,2}\s{0,3}["']?$"#)?;
-    let run = RegexRun::new(BASE64_CLASS, BASE64_CLASS, r)
-        .validate(|v| entropy(v) > 3.5)
+    // The value is a whole run of exactly 40 bytes of the class.
+    let run = RegexRun::whole(BASE64_CLASS, BASE64_CLASS)
+        .validate(|v| v.len() == 40 && entropy(v) > 3.5)
         .context(ctx)
+        .context_words(&["aws"])
         .context_gate(ASSIGN)
         .min_len(40);
     Some(Matcher::Regex(Box::new(run)))
@@ -557,16 +558,25 @@ fn assignment_value() -> Option<Matcher> {
         r#"(?i)(?:{SECRET_NAMES}["'\]]?(?:\s+(?:string|str|var|const|let))?\s{{0,3}}{ASSIGN_OPS}\s{{0,3}}["'`]?|<[A-Za-z0-9_.:-]*{SECRET_NAMES}>\s*|{SECRET_NAMES}["']\s*,\s*["'])$"#
     ))?;
     let deny = not_secret_names()?;
-    let run = RegexRun::new(VALUE_CLASS, VALUE_CLASS, re(r"^[^\s=:]{8,200}={0,2}$")?);
+    // The value is the whole run: 8 to 200 bytes without `=` or `:`, then at most two `=`
+    // of padding (the class holds no white space).
+    let run = RegexRun::whole(VALUE_CLASS, VALUE_CLASS);
     // A plausible secret has a digit: runs without one are not looked at.
     Some(Matcher::Regex(Box::new(
-        run.validate(plausible_secret)
+        run.validate(|v| assigned_value_shape(v) && plausible_secret(v))
             .context(ctx)
+            .context_words(SECRET_NAME_WORDS)
             .context_deny(deny)
             .context_gate(ASSIGN)
             .trigger(DIGIT)
             .min_len(8),
     )))
+}
+
+/// 8 to 200 bytes without `=` or `:`, then at most two `=` of padding.
+fn assigned_value_shape(v: &str) -> bool {
+    let body = v.trim_end_matches('=');
+    v.len() - body.len() <= 2 && (8..=200).contains(&body.len()) && !body.contains([':', '='])
 }
 
 fn not_secret_names() -> Option<regex_lite::Regex> {
