@@ -118,9 +118,10 @@ impl ByteSet {
         self.map[usize::from(b >> 6)] & (1 << (b & 63)) != 0
     }
 
-    /// Whether any byte of the 8-byte word may be a member (exact for ASCII ranges).
+    /// The members among the 8 bytes of `w` (little-endian), as the top bit of each member
+    /// byte: exact, since the ranges are ASCII and bytes >= 0x80 are never members.
     #[inline]
-    fn word_hits(&self, w: u64) -> bool {
+    fn word_members(&self, w: u64) -> u64 {
         let low7 = w & !HI;
         let mut hit = 0;
         for &(lo, hi) in &self.ranges[..usize::from(self.nranges)] {
@@ -131,7 +132,7 @@ impl ByteSet {
             let below = (LO * (0x80 + u64::from(hi))).wrapping_sub(low7);
             hit |= above & below;
         }
-        hit & !w & HI != 0
+        hit & !w & HI
     }
 
     /// Position of the first member in `bytes[from..]`.
@@ -150,12 +151,14 @@ impl ByteSet {
         }
         let mut i = 0;
         if self.nranges > 0 {
-            // Skip eight bytes at a time while no byte of a word can be a member.
-            while let Some(word) = hay.get(i..i + 8) {
+            // Eight bytes at a time; the first member byte of a word is its lowest marked one.
+            let mut words = hay.chunks_exact(8);
+            for word in &mut words {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(word);
-                if self.word_hits(u64::from_le_bytes(w)) {
-                    break;
+                let m = self.word_members(u64::from_le_bytes(w));
+                if m != 0 {
+                    return Some(from + i + (m.trailing_zeros() / 8) as usize);
                 }
                 i += 8;
             }
@@ -482,9 +485,10 @@ impl<'a> View<'a> {
 /// All token detectors' leads in one automaton, so that one pass over the text finds the
 /// candidates of all of them instead of one pass each.
 pub struct Leads {
+    /// Finds the leftmost lead from a position on (its prefilter skips most of the text).
     ac: AhoCorasick,
-    /// The detector (by index in the scanner) of each pattern.
-    owner: Vec<usize>,
+    /// Every lead, with the detector (by index in the scanner) it belongs to.
+    pats: Vec<(&'static str, usize)>,
     detectors: usize,
     longest: usize,
 }
@@ -493,29 +497,25 @@ impl Leads {
     /// The shared automaton over the token detectors among `matchers` (`None` when there are
     /// none, or it does not build: each detector then searches on its own).
     pub fn new<'m>(matchers: impl IntoIterator<Item = &'m Matcher>) -> Option<Leads> {
-        let mut pats: Vec<&str> = Vec::new();
-        let mut owner = Vec::new();
+        let mut pats: Vec<(&'static str, usize)> = Vec::new();
         let mut detectors = 0;
         for (i, m) in matchers.into_iter().enumerate() {
             detectors = i + 1;
             if let Matcher::Token(t) = m {
-                for l in &t.leads {
-                    pats.push(l);
-                    owner.push(i);
-                }
+                pats.extend(t.leads.iter().map(|l| (*l, i)));
             }
         }
         if pats.is_empty() {
             return None;
         }
-        let longest = pats.iter().map(|p| p.len()).max().unwrap_or(1);
+        let longest = pats.iter().map(|p| p.0.len()).max().unwrap_or(1);
         let ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .build(&pats)
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(pats.iter().map(|p| p.0))
             .ok()?;
         Some(Leads {
             ac,
-            owner,
+            pats,
             detectors,
             longest,
         })
@@ -545,16 +545,26 @@ impl LeadHits {
         // `longest - 1` bytes before it.
         let from = self.indexed_to.saturating_sub(leads.longest - 1).max(base);
         let mut touched = false;
-        for m in leads
+        let bytes = text.as_bytes();
+        // Every position where some lead starts: the leftmost lead from a position on, then
+        // every lead at that start, then on from the next byte (leads may overlap).
+        let mut at = from - base;
+        while let Some(m) = leads
             .ac
-            .find_overlapping_iter(&text.as_bytes()[from - base..])
+            .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))
         {
-            if from + m.end() > self.indexed_to {
-                if let Some(v) = self.per.get_mut(leads.owner[m.pattern().as_usize()]) {
-                    v.push(from + m.start());
-                    touched = true;
+            let s = m.start();
+            for (lead, det) in &leads.pats {
+                if bytes[s..].starts_with(lead.as_bytes())
+                    && base + s + lead.len() > self.indexed_to
+                {
+                    if let Some(v) = self.per.get_mut(*det) {
+                        v.push(base + s);
+                        touched = true;
+                    }
                 }
             }
+            at = s + 1;
         }
         if touched {
             // Occurrences come in order of their ends; starts of leads of different lengths
