@@ -344,13 +344,7 @@ impl InjectionScanner {
         let cap = 16 << 10;
         // Base64 runs: 16 or more characters of the alphabet, with digits or capitals inside
         // (plain words are runs of the alphabet too).
-        for run in runs(
-            text,
-            |b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=',
-            16,
-        )
-        .take(8)
-        {
+        for run in runs(text, &BASE64_BYTES, 16).take(8) {
             let mixed = run
                 .bytes()
                 .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
@@ -362,13 +356,7 @@ impl InjectionScanner {
             }
         }
         // Hex runs: 24 or more hex digits (optionally separated by spaces or colons).
-        for run in runs(
-            text,
-            |b| b.is_ascii_hexdigit() || b == b' ' || b == b':',
-            24,
-        )
-        .take(8)
-        {
+        for run in runs(text, &HEX_BYTES, 24).take(8) {
             let digits: Vec<u8> = run.bytes().filter(u8::is_ascii_hexdigit).collect();
             if digits.len() < 24 {
                 continue;
@@ -377,7 +365,7 @@ impl InjectionScanner {
                 out.push(d);
             }
         }
-        if text.matches('%').count() >= 4 {
+        if memchr::memchr_iter(b'%', text.as_bytes()).count() >= 4 {
             if let Some(d) = url_decode(text) {
                 out.push(d);
             }
@@ -401,17 +389,51 @@ impl InjectionScanner {
     }
 }
 
-/// Maximal runs of bytes accepted by `class`, at least `min` long.
-fn runs(text: &str, class: impl Fn(u8) -> bool, min: usize) -> impl Iterator<Item = &str> {
+/// A set of ASCII bytes as a lookup table.
+const fn byte_table(ranges: &[(u8, u8)]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut r = 0;
+    while r < ranges.len() {
+        let (lo, hi) = ranges[r];
+        let mut b = lo;
+        while b <= hi {
+            t[b as usize] = true;
+            b += 1;
+        }
+        r += 1;
+    }
+    t
+}
+
+/// The base64 alphabet (with padding).
+const BASE64_BYTES: [bool; 256] = byte_table(&[
+    (b'A', b'Z'),
+    (b'a', b'z'),
+    (b'0', b'9'),
+    (b'+', b'+'),
+    (b'/', b'/'),
+    (b'=', b'='),
+]);
+/// Hex digits, and the spaces and colons that separate their groups.
+const HEX_BYTES: [bool; 256] = byte_table(&[
+    (b'A', b'F'),
+    (b'a', b'f'),
+    (b'0', b'9'),
+    (b' ', b' '),
+    (b':', b':'),
+]);
+
+/// Maximal runs of bytes in `class`, at least `min` long.
+fn runs<'t>(text: &'t str, class: &'t [bool; 256], min: usize) -> impl Iterator<Item = &'t str> {
     let b = text.as_bytes();
     let mut i = 0;
     std::iter::from_fn(move || {
         while i < b.len() {
-            while i < b.len() && !class(b[i]) {
+            while i < b.len() && !class[usize::from(b[i])] {
                 i += 1;
             }
             let start = i;
-            while i < b.len() && class(b[i]) {
+            while i < b.len() && class[usize::from(b[i])] {
                 i += 1;
             }
             if i - start >= min {
@@ -450,58 +472,70 @@ fn printable(bytes: Vec<u8>) -> Option<String> {
 fn stopword_share(s: &str) -> f64 {
     let mut total = 0usize;
     let mut hits = 0usize;
-    for w in s
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(64)
-    {
+    let mut count = |w: &[u8]| {
         total += 1;
-        if matches!(
-            w,
-            "the"
-                | "and"
-                | "to"
-                | "of"
-                | "a"
-                | "is"
-                | "you"
-                | "your"
-                | "in"
-                | "that"
-                | "it"
-                | "for"
-                | "all"
-                | "are"
-                | "what"
-                | "me"
-                | "tell"
-                | "previous"
-                | "instructions"
-                | "ignore"
-                | "say"
-                | "with"
-                | "this"
-                | "be"
-                | "not"
-                | "der"
-                | "die"
-                | "das"
-                | "und"
-                | "le"
-                | "la"
-                | "les"
-                | "de"
-                | "el"
-                | "que"
-        ) {
-            hits += 1;
-        }
+        hits += usize::from(is_stopword(w));
+    };
+    if s.is_ascii() {
+        // The same words as the character split below, without decoding characters.
+        s.as_bytes()
+            .split(|b| !b.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .take(64)
+            .for_each(&mut count);
+    } else {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .take(64)
+            .for_each(|w| count(w.as_bytes()));
     }
     if total == 0 {
         0.0
     } else {
         hits as f64 / total as f64
     }
+}
+
+/// Common function words in English and the corpora's other languages.
+fn is_stopword(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"the"
+            | b"and"
+            | b"to"
+            | b"of"
+            | b"a"
+            | b"is"
+            | b"you"
+            | b"your"
+            | b"in"
+            | b"that"
+            | b"it"
+            | b"for"
+            | b"all"
+            | b"are"
+            | b"what"
+            | b"me"
+            | b"tell"
+            | b"previous"
+            | b"instructions"
+            | b"ignore"
+            | b"say"
+            | b"with"
+            | b"this"
+            | b"be"
+            | b"not"
+            | b"der"
+            | b"die"
+            | b"das"
+            | b"und"
+            | b"le"
+            | b"la"
+            | b"les"
+            | b"de"
+            | b"el"
+            | b"que"
+    )
 }
 
 fn rot13(s: &str) -> String {
@@ -516,7 +550,13 @@ fn rot13(s: &str) -> String {
 
 /// The same short phrase (one to four words) repeated more than six times in a row.
 fn repeated_phrase(skel: &str) -> bool {
-    let words: Vec<&str> = skel.split_whitespace().take(1000).collect();
+    // The skeleton's only white space is single spaces: split on them as bytes.
+    let words: Vec<&[u8]> = skel
+        .as_bytes()
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .take(1000)
+        .collect();
     for n in 1..=4 {
         if words.len() < n * 7 {
             break;
@@ -542,7 +582,7 @@ fn repeated_phrase(skel: &str) -> bool {
 /// weight, 0 if none.
 pub fn gibberish(text: &str) -> f64 {
     // Only the last 100 characters matter: find where they start without walking the text.
-    let start = text.char_indices().rev().nth(99).map_or(0, |(i, _)| i);
+    let start = nth_char_from_end(text, 99);
     let tail: Vec<char> = text[start..].chars().collect();
     let tail = &tail[..];
     if tail.len() < 30 {
@@ -550,31 +590,6 @@ pub fn gibberish(text: &str) -> f64 {
     }
     let symbols = tail.iter().filter(|c| c.is_ascii_punctuation()).count() as f64;
     let ratio = symbols / tail.len() as f64;
-    // Brackets that close nothing or are left open, paired over the last 2,000 characters:
-    // code and JSON whose openers lie before the 100-character tail still pair up, while an
-    // optimized suffix after a prose prompt does not.
-    let wide = text.char_indices().rev().nth(1999).map_or(0, |(i, _)| i);
-    let mut stack = Vec::new();
-    let mut unpaired = 0;
-    for c in text[wide..].chars() {
-        match c {
-            '(' | '[' | '{' => stack.push(c),
-            ')' | ']' | '}' => {
-                let want = match c {
-                    ')' => '(',
-                    ']' => '[',
-                    _ => '{',
-                };
-                if stack.last() == Some(&want) {
-                    stack.pop();
-                } else {
-                    unpaired += 1;
-                }
-            }
-            _ => {}
-        }
-    }
-    unpaired += stack.len();
     let tail_s: String = tail.iter().collect();
     let glued = tail_s
         .split_whitespace()
@@ -599,10 +614,6 @@ pub fn gibberish(text: &str) -> f64 {
             inner_case || (letters >= 2 && symbols >= 2) || (letters == 0 && symbols >= 2)
         })
         .count();
-    // Structured data (JSON, code) pairs its brackets and quotes; optimized suffixes rarely do.
-    let quotes = tail.iter().filter(|c| **c == '"').count();
-    let structured =
-        unpaired == 0 && quotes % 2 == 0 && tail.iter().any(|c| matches!(c, '{' | '[' | '('));
     // Optimized suffixes are one line; code and tables span several.
     let multiline = tail.iter().filter(|c| **c == '\n').count() >= 2;
     let odd_share = if words.is_empty() || multiline {
@@ -610,6 +621,39 @@ pub fn gibberish(text: &str) -> f64 {
     } else {
         odd as f64 / words.len() as f64
     };
+    // Every verdict below needs one of these; without them the brackets need no pairing.
+    if !((ratio >= 0.06 && glued >= 2 && !multiline) || (odd_share >= 0.2 && odd >= 3)) {
+        return 0.0;
+    }
+    // Brackets that close nothing or are left open, paired over the last 2,000 characters:
+    // code and JSON whose openers lie before the 100-character tail still pair up, while an
+    // optimized suffix after a prose prompt does not. (Brackets are ASCII: bytes will do.)
+    let wide = nth_char_from_end(text, 1999);
+    let mut stack = Vec::new();
+    let mut unpaired = 0;
+    for &c in &text.as_bytes()[wide..] {
+        match c {
+            b'(' | b'[' | b'{' => stack.push(c),
+            b')' | b']' | b'}' => {
+                let want = match c {
+                    b')' => b'(',
+                    b']' => b'[',
+                    _ => b'{',
+                };
+                if stack.last() == Some(&want) {
+                    stack.pop();
+                } else {
+                    unpaired += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    unpaired += stack.len();
+    // Structured data (JSON, code) pairs its brackets and quotes; optimized suffixes rarely do.
+    let quotes = tail.iter().filter(|c| **c == '"').count();
+    let structured =
+        unpaired == 0 && quotes % 2 == 0 && tail.iter().any(|c| matches!(c, '{' | '[' | '('));
     if ratio >= 0.1 && unpaired >= 2 && glued >= 2 && !multiline {
         0.8
     } else if (ratio >= 0.06 && unpaired >= 1 && glued >= 2 && !multiline)
@@ -623,8 +667,41 @@ pub fn gibberish(text: &str) -> f64 {
     }
 }
 
+/// Byte offset of the `n`-th character counted back from the end (0 for the last), or 0
+/// when the text has fewer characters: `char_indices().rev().nth(n)` without decoding.
+fn nth_char_from_end(text: &str, n: usize) -> usize {
+    let mut seen = 0;
+    for (i, &b) in text.as_bytes().iter().enumerate().rev() {
+        // Every byte but a continuation byte starts a character.
+        if b & 0xC0 != 0x80 {
+            if seen == n {
+                return i;
+            }
+            seen += 1;
+        }
+    }
+    0
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nth_char_from_end_is_char_indices_from_the_end() {
+        for text in [
+            "",
+            "a",
+            "ab",
+            "héllo wörld",
+            "日本語のテキスト",
+            "x\u{1F600}y",
+        ] {
+            for n in 0..12 {
+                let want = text.char_indices().rev().nth(n).map_or(0, |(i, _)| i);
+                assert_eq!(nth_char_from_end(text, n), want, "{text:?} {n}");
+            }
+        }
+    }
+
     use super::*;
 
     fn score(text: &str) -> Verdict {

@@ -178,13 +178,14 @@ pub fn signal(name: &str) -> u32 {
 /// Structural cues the rules do not weigh: exfiltration through markdown images and links
 /// whose URL carries a placeholder to be filled with data.
 pub fn structural_signals(lower: &str, mut emit: impl FnMut(&'static str)) {
-    if let Some(i) = lower.find("![") {
-        if lower[i..].contains("](http") {
+    let find = |hay: &str, needle: &str| memchr::memmem::find(hay.as_bytes(), needle.as_bytes());
+    if let Some(i) = find(lower, "![") {
+        if find(&lower[i..], "](http").is_some() {
             emit("sig:markdown_image");
         }
     }
     let mut rest = lower;
-    while let Some(i) = rest.find("http") {
+    while let Some(i) = find(rest, "http") {
         let url_end = rest[i..]
             .find(|c: char| c.is_whitespace() || c == ')' || c == '"')
             .map_or(rest.len(), |e| i + e);
