@@ -534,12 +534,12 @@ pub struct LeadHits {
 impl LeadHits {
     /// Records the occurrences that `text` (starting at absolute offset `base`) completes.
     pub fn extend(&mut self, leads: &Leads, text: &str, base: usize) {
+        if self.per.len() < leads.detectors {
+            self.per.resize(leads.detectors, Vec::new());
+        }
         let end = base + text.len();
         if end <= self.indexed_to {
             return;
-        }
-        if self.per.len() < leads.detectors {
-            self.per.resize(leads.detectors, Vec::new());
         }
         // An occurrence not yet recorded ends past `indexed_to`, so it starts at most
         // `longest - 1` bytes before it.
@@ -1209,6 +1209,77 @@ fn find_bytes(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Two token detectors with overlapping leads around a detector that has none.
+    fn lead_matchers() -> Vec<Matcher> {
+        let judge: fn(&str, bool) -> Tri = |_, _| Tri::No;
+        let class = ByteSet::from_spec(b"A-Za-z0-9_-");
+        let token =
+            |leads: Vec<&'static str>| TokenRun::new(class, leads, judge).map(Matcher::Token);
+        vec![
+            token(vec!["sk-", "sk-ant-"]),
+            Literals::new(&["canary".to_string()], false).map(Matcher::Literals),
+            token(vec!["ant-", "hf_", "k-a"]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Every start of every lead of each detector, sorted and without repeats.
+    fn naive_hits(matchers: &[Matcher], text: &str, from: usize) -> Vec<Vec<usize>> {
+        matchers
+            .iter()
+            .map(|m| {
+                let mut v: Vec<usize> = match m {
+                    Matcher::Token(t) => t
+                        .leads
+                        .iter()
+                        .flat_map(|l| (0..text.len()).filter(move |&i| text[i..].starts_with(l)))
+                        .filter(|&i| i >= from)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn lead_hits_grow_and_shrink_with_the_text(
+            parts in prop::collection::vec(
+                prop::sample::select(vec!["sk-", "sk-ant-", "ant-", "hf_", "k", "-", "a", " ", "x"]),
+                0..40,
+            ),
+            cuts in prop::collection::vec(0usize..200, 0..8),
+            trims in prop::collection::vec(0usize..200, 0..8),
+        ) {
+            let matchers = lead_matchers();
+            let leads = Leads::new(&matchers).unwrap();
+            let text: String = parts.concat();
+            // All at once.
+            let mut once = LeadHits::default();
+            once.extend(&leads, &text, 0);
+            prop_assert_eq!(&once.per, &naive_hits(&matchers, &text, 0));
+            // Grown piece by piece, with the front dropped now and then, as a stream keeps it.
+            let mut ends: Vec<usize> = cuts.iter().map(|c| c % (text.len() + 1)).collect();
+            ends.push(text.len());
+            ends.sort_unstable();
+            let mut grown = LeadHits::default();
+            let mut base = 0;
+            for (k, &end) in ends.iter().enumerate() {
+                grown.extend(&leads, &text[base..end], base);
+                if let Some(t) = trims.get(k) {
+                    base = base.max(t % (end + 1));
+                    grown.trim(base);
+                }
+            }
+            prop_assert_eq!(&grown.per, &naive_hits(&matchers, &text, base));
+        }
+    }
 
     proptest! {
         #[test]
