@@ -6,11 +6,12 @@
 //!
 //! One module per layer: [`input`], [`output`], [`tools`], [`network`], [`audit`]; the wire
 //! protocols in [`protocol`]; the request pipeline that strings the layers together in
-//! [`gateway`].
+//! [`gateway`]; byte sets with fast searches, shared by the scanners, in [`byteset`].
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api_error;
 pub mod audit;
+pub mod byteset;
 pub mod codec;
 pub mod config;
 pub mod gateway;

@@ -12,6 +12,7 @@ use unicode_normalization::UnicodeNormalization;
 use super::model::Model;
 use super::rules::{PatternRule, PhraseRule, View, PATTERNS, PHRASES};
 use super::sanitize;
+use crate::byteset::ByteSet;
 use crate::codec::{self, base64_decode, url_decode};
 
 /// The score at or above which a request is treated as an injection, unless configured.
@@ -389,39 +390,10 @@ impl InjectionScanner {
     }
 }
 
-/// A set of ASCII bytes as a lookup table.
-const fn byte_table(ranges: &[(u8, u8)]) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut r = 0;
-    while r < ranges.len() {
-        let (lo, hi) = ranges[r];
-        let mut b = lo;
-        while b <= hi {
-            t[b as usize] = true;
-            b += 1;
-        }
-        r += 1;
-    }
-    t
-}
-
-/// The base64 alphabet (with padding).
-const BASE64_BYTES: [bool; 256] = byte_table(&[
-    (b'A', b'Z'),
-    (b'a', b'z'),
-    (b'0', b'9'),
-    (b'+', b'+'),
-    (b'/', b'/'),
-    (b'=', b'='),
-]);
+/// The base64 alphabet (with padding), as a lookup table.
+const BASE64_BYTES: [bool; 256] = ByteSet::from_spec(b"A-Za-z0-9+/=").table();
 /// Hex digits, and the spaces and colons that separate their groups.
-const HEX_BYTES: [bool; 256] = byte_table(&[
-    (b'A', b'F'),
-    (b'a', b'f'),
-    (b'0', b'9'),
-    (b' ', b' '),
-    (b':', b':'),
-]);
+const HEX_BYTES: [bool; 256] = ByteSet::from_spec(b"A-Fa-f0-9 :").table();
 
 /// Maximal runs of bytes in `class`, at least `min` long.
 fn runs<'t>(text: &'t str, class: &'t [bool; 256], min: usize) -> impl Iterator<Item = &'t str> {
@@ -685,6 +657,16 @@ fn nth_char_from_end(text: &str, n: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn byte_tables_hold_their_classes() {
+        for b in 0..=255u8 {
+            let b64 = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=';
+            let hex = b.is_ascii_hexdigit() || b == b' ' || b == b':';
+            assert_eq!(BASE64_BYTES[usize::from(b)], b64, "{b}");
+            assert_eq!(HEX_BYTES[usize::from(b)], hex, "{b}");
+        }
+    }
+
     #[test]
     fn nth_char_from_end_is_char_indices_from_the_end() {
         for text in [
