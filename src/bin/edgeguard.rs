@@ -795,7 +795,7 @@ fn injection_model(args: &[String]) -> ExitCode {
             };
             let bytes = model.to_bytes();
             eprintln!(
-                "{} rows ({} attacks); benign validation {} rows: {} flagged combined ({:.2}%), {} by rules alone; cut {:.4}",
+                "{} rows ({} attacks); benign validation {} rows, each scored by a model blind to its source: {} flagged combined ({:.2}%), {} by rules alone; cut {:.4}",
                 report.rows,
                 report.attacks,
                 report.validation,

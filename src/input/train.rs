@@ -410,6 +410,7 @@ pub struct Report {
     pub rows: usize,
     pub attacks: usize,
     pub validation: usize,
+    /// Validation rows the combined scanner flags, each scored out of source.
     pub validation_fp: usize,
     pub validation_fp_rules: usize,
 }
