@@ -53,8 +53,8 @@ pub struct Verdict {
     pub rules: Vec<&'static str>,
     /// Bytes scanned (the budget bounds it).
     pub scanned: usize,
-    /// The learned classifier's highest calibrated score over the request's texts (`None`
-    /// when the model is off).
+    /// The learned classifier's calibrated score of the request's scored texts, read as one
+    /// conversation (`None` when the model is off).
     pub model: Option<f64>,
 }
 
@@ -183,8 +183,9 @@ impl InjectionScanner {
     /// Scans a request's texts. `texts` are (source, text) after sanitization.
     pub fn scan<'a>(&self, texts: impl IntoIterator<Item = (Source, &'a str)>) -> Verdict {
         let mut v = Verdict::default();
-        let mut keep = 1.0f64; // Π(1 - w·s) over everything that fired
-                               // The scored texts' views joined, for the model.
+        // Π(1 - w·s) over everything that fired.
+        let mut keep = 1.0f64;
+        // The scored texts' views joined, for the model.
         let (mut skel, mut lower) = (String::new(), String::new());
         for (source, text) in texts {
             let s = source.weight();
@@ -245,22 +246,20 @@ impl InjectionScanner {
 
     /// The rules' verdict on one text and its views, before any model.
     pub fn rule_view(&self, text: &str) -> RuleView {
+        self.rule_view_at(text, 0)
+    }
+
+    /// The rules' verdict on one text, `depth` decodings deep. Each rule counts once per text.
+    fn rule_view_at(&self, text: &str, depth: u32) -> RuleView {
         let lower = sanitize::lower(text);
         let skel = sanitize::skeleton_of_lower(&lower);
-        let (keep, rules) = self.scan_views(text, &lower, &skel, 0);
+        let (keep, rules) = self.scan_views(text, &lower, &skel, depth);
         RuleView {
             score: 1.0 - keep,
             rules,
             lower,
             skel,
         }
-    }
-
-    /// Returns Π(1 - w) for one text and the rules that fired. Each rule counts once per text.
-    fn scan_text(&self, text: &str, depth: u32) -> (f64, Vec<&'static str>) {
-        let lower = sanitize::lower(text);
-        let skel = sanitize::skeleton_of_lower(&lower);
-        self.scan_views(text, &lower, &skel, depth)
     }
 
     fn scan_views(
@@ -324,10 +323,10 @@ impl InjectionScanner {
         // Encoded payloads, decoded and scanned again.
         if depth < 2 {
             for decoded in self.decodings(text, lower, depth == 0) {
-                let (k, rules) = self.scan_text(&decoded, depth + 1);
-                if 1.0 - k >= 0.5 {
+                let inner = self.rule_view_at(&decoded, depth + 1);
+                if inner.score >= 0.5 {
                     fire("encoded_instructions", 0.9, &mut fired);
-                    for r in rules {
+                    for r in inner.rules {
                         fire(r, 0.0, &mut fired);
                     }
                 }
@@ -657,6 +656,8 @@ fn nth_char_from_end(text: &str, n: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn byte_tables_hold_their_classes() {
         for b in 0..=255u8 {
@@ -683,8 +684,6 @@ mod tests {
             }
         }
     }
-
-    use super::*;
 
     fn score(text: &str) -> Verdict {
         InjectionScanner::new()

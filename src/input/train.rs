@@ -122,9 +122,11 @@ pub struct Example {
 }
 
 /// Rows to examples: the rules' verdict and the model's features of each text, computed the
-/// way the gateway computes them (sanitized text, skeleton view).
-pub fn prepare(rows: &[Row], sources: &[String], bits: u8) -> Result<Vec<Example>, String> {
+/// way the gateway computes them (sanitized text, skeleton view). An example's source is
+/// its row's index in [`sources`] of `rows`.
+pub fn prepare(rows: &[Row], bits: u8) -> Result<Vec<Example>, String> {
     let scanner = InjectionScanner::rules_only()?;
+    let sources = sources(rows);
     Ok(rows
         .iter()
         .map(|r| {
@@ -383,9 +385,8 @@ pub fn sources(rows: &[Row]) -> Vec<String> {
 /// The shipped model: every row except benign validation is fitted.
 pub fn train_dir(dir: &Path) -> Result<(Model, Report), String> {
     let rows = load_dir(dir)?;
-    let srcs = sources(&rows);
     let cfg = Fit::default();
-    let ex = prepare(&rows, &srcs, cfg.bits)?;
+    let ex = prepare(&rows, cfg.bits)?;
     let (val, fit_idx) = split(&rows, 0..rows.len());
     let (m, scored) = train(&ex, &fit_idx, &val, cfg);
     let val_fp = scored
@@ -418,8 +419,7 @@ pub struct Report {
 /// Rows scored by the rules alone and by the rules with `m`: per row (label, rules flag,
 /// combined flag).
 pub fn flags(m: &Model, rows: &[Row]) -> Result<Vec<(bool, bool, bool)>, String> {
-    let srcs = sources(rows);
-    let ex = prepare(rows, &srcs, m.bits())?;
+    let ex = prepare(rows, m.bits())?;
     let idx: Vec<usize> = (0..ex.len()).collect();
     Ok(raw_probs(m, &ex, &idx)
         .into_iter()
@@ -453,10 +453,10 @@ pub fn leave_one_source_out(
     mut progress: impl FnMut(&Fold),
 ) -> Result<Vec<Fold>, String> {
     let rows = load_dir(dir)?;
-    let srcs = sources(&rows);
     let cfg = Fit::default();
-    let ex = prepare(&rows, &srcs, cfg.bits)?;
+    let ex = prepare(&rows, cfg.bits)?;
     let mut out = Vec::new();
+    let srcs = sources(&rows);
     for (s, name) in srcs.iter().enumerate() {
         let (test, rest): (Vec<usize>, Vec<usize>) =
             (0..rows.len()).partition(|&i| ex[i].source == s);

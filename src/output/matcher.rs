@@ -319,13 +319,10 @@ impl<'a> View<'a> {
     /// The view as the detector `det` sees it, with its share of `hits`.
     pub fn for_detector(&self, hits: Option<&'a LeadHits>, det: usize, base: usize) -> View<'a> {
         View {
-            text: self.text,
-            eof: self.eof,
-            chop: self.chop,
-            floor: self.floor,
             leads: hits
                 .and_then(|h| h.per.get(det))
                 .map(|v| (v.as_slice(), base)),
+            ..*self
         }
     }
 }
@@ -415,8 +412,9 @@ impl LeadHits {
             at = s + 1;
         }
         if touched {
-            // Occurrences come in order of their ends; starts of leads of different lengths
-            // can come out of order, and two leads of one detector can share a start.
+            // Starts come in order within one pass, but a new occurrence (ending past the old
+            // `indexed_to`) may start before one recorded earlier, and two leads of one
+            // detector can share a start across passes.
             for v in &mut self.per {
                 if !v.is_sorted() {
                     v.sort_unstable();
