@@ -188,6 +188,11 @@ fn scanner_latency() {
 }
 
 fn main() {
+    // EDGEGUARD_BENCH_ONLY=input: only the input layer's latency.
+    if std::env::var("EDGEGUARD_BENCH_ONLY").as_deref() == Ok("input") {
+        scanner_latency();
+        return;
+    }
     let s = Scanner::new(
         catalog(&CatalogConfig {
             canaries: vec!["EGCANARY-bench-0001".into()],

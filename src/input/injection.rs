@@ -5,7 +5,10 @@
 //! scaled by where the text came from. Encoded payloads (base64, hex, URL-encoding, ROT13,
 //! reversed text) are decoded within depth and size caps and scanned again.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::nfa::contiguous::NFA;
+use aho_corasick::{Anchored, MatchKind};
 use regex_lite::Regex;
 use unicode_normalization::UnicodeNormalization;
 
@@ -74,13 +77,18 @@ struct Phrase {
 }
 
 pub struct InjectionScanner {
-    phrases: AhoCorasick,
+    /// Every phrase, then every regex rule's prefilter literals, in one automaton: pattern
+    /// `i` is phrase `i` while `i < phrase_meta.len()`, else a literal of regex rule
+    /// `prefilter_rule[i - phrase_meta.len()]`. It reads text that is not ASCII.
+    phrases: NFA,
+    /// The ASCII patterns alone, as a DFA, for ASCII text (most text): a fifth of the full
+    /// DFA's memory and a faster walk. Its pattern `j` is pattern `ascii_ids[j]` above.
+    ascii_phrases: DFA,
+    ascii_ids: Vec<usize>,
     phrase_meta: Vec<Phrase>,
     /// (rule, weight, regex, view) of the regex rules.
     regexes: Vec<(&'static str, f64, Regex, View)>,
-    /// All regex rules' prefilter literals in one automaton; pattern i belongs to regex rule
-    /// `prefilter_rule[i]`. Rules with no literals always run.
-    prefilter: AhoCorasick,
+    /// Rules with no literals always run.
     prefilter_rule: Vec<usize>,
     unfiltered: Vec<usize>,
     /// The learned classifier beside the rules (`INJECTION_MODEL`).
@@ -133,13 +141,6 @@ impl InjectionScanner {
                 });
             }
         }
-        // Both views are lower case already, and so are the phrases. A DFA: the overlapping
-        // search over every text is the scanner's hottest loop.
-        let phrases = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&pats)
-            .map_err(|e| format!("injection phrases do not build: {e}"))?;
         let mut regexes = Vec::new();
         let mut literals: Vec<&str> = Vec::new();
         let mut prefilter_rule = Vec::new();
@@ -163,13 +164,32 @@ impl InjectionScanner {
                 prefilter_rule.push(i);
             }
         }
-        let prefilter = AhoCorasickBuilder::new()
+        // Both views are lower case already, and so are the phrases; literals match as
+        // written. One automaton for phrases and literals: the overlapping search over
+        // every text is the scanner's hottest loop. No prefilter: the walk reads every byte,
+        // and a prefilter would be consulted each time it returns to the start state (after
+        // most words).
+        let all: Vec<&str> = pats
+            .iter()
+            .map(String::as_str)
+            .chain(literals.iter().copied())
+            .collect();
+        let phrases = NFA::builder()
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&literals)
-            .map_err(|e| format!("injection prefilters do not build: {e}"))?;
+            .prefilter(false)
+            .build(&all)
+            .map_err(|e| format!("injection phrases do not build: {e}"))?;
+        // A pattern with a byte beyond ASCII never matches ASCII text, and the others match
+        // it in the same order in either automaton.
+        let ascii_ids: Vec<usize> = (0..all.len()).filter(|&i| all[i].is_ascii()).collect();
+        let ascii_phrases = DFA::builder()
+            .match_kind(MatchKind::Standard)
+            .prefilter(false)
+            .build(ascii_ids.iter().map(|&i| all[i]))
+            .map_err(|e| format!("injection phrases do not build: {e}"))?;
         Ok(InjectionScanner {
-            prefilter,
+            ascii_phrases,
+            ascii_ids,
             prefilter_rule,
             unfiltered,
             phrases,
@@ -281,25 +301,28 @@ impl InjectionScanner {
         // One pass when folding changed nothing.
         let both = [skel, lower];
         let views: &[&str] = if skel == lower { &both[..1] } else { &both };
-        for hay in views {
-            for m in self.phrases.find_overlapping_iter(*hay) {
-                let idx = m.pattern().as_usize();
-                if seen.contains(&idx) {
-                    continue;
-                }
-                seen.push(idx);
-                let p = &self.phrase_meta[idx];
-                fire(p.rule, p.weight, &mut fired);
-            }
-        }
-        // Which regex rules have a literal present (in either view): one automaton pass each.
+        // Phrases fire; literals make their regex rule a candidate (present in either view).
         let mut candidates: Vec<usize> = self.unfiltered.clone();
         for hay in views {
-            for m in self.prefilter.find_overlapping_iter(*hay) {
-                let r = self.prefilter_rule[m.pattern().as_usize()];
-                if !candidates.contains(&r) {
-                    candidates.push(r);
+            let mut found = |idx: usize| {
+                let Some(p) = self.phrase_meta.get(idx) else {
+                    let r = self.prefilter_rule[idx - self.phrase_meta.len()];
+                    if !candidates.contains(&r) {
+                        candidates.push(r);
+                    }
+                    return;
+                };
+                if !seen.contains(&idx) {
+                    seen.push(idx);
+                    fire(p.rule, p.weight, &mut fired);
                 }
+            };
+            if hay.is_ascii() {
+                overlapping_matches(&self.ascii_phrases, hay.as_bytes(), |j| {
+                    found(self.ascii_ids[j]);
+                });
+            } else {
+                overlapping_matches(&self.phrases, hay.as_bytes(), found);
             }
         }
         for &i in &candidates {
@@ -374,12 +397,12 @@ impl InjectionScanner {
         // language but do once transformed.
         if outer && text.len() <= 4096 {
             let low = lower;
-            if stopword_share(low) < 0.05 {
-                if stopword_share(&rot13(low)) >= 0.1 {
+            if !stopword_share_at_least(low, 0.05) {
+                if stopword_share_at_least(&rot13(low), 0.1) {
                     out.push(rot13(text));
                 }
                 let rev: String = low.chars().rev().collect();
-                if stopword_share(&rev) >= 0.1 {
+                if stopword_share_at_least(&rev, 0.1) {
                     out.push(text.chars().rev().collect());
                 }
             }
@@ -389,27 +412,67 @@ impl InjectionScanner {
     }
 }
 
+/// Calls `found(pattern)` for every match of the automaton in `hay`, overlapping ones
+/// included, in the order of an overlapping search: by end position, then in the automaton's
+/// order for matches that end together.
+fn overlapping_matches(dfa: &impl Automaton, hay: &[u8], mut found: impl FnMut(usize)) {
+    let Ok(mut sid) = dfa.start_state(Anchored::No) else {
+        return;
+    };
+    let mut report = |sid| {
+        for i in 0..dfa.match_len(sid) {
+            found(dfa.match_pattern(sid, i).as_usize());
+        }
+    };
+    // (Patterns are never empty, so the start state is no match; checked all the same.)
+    if dfa.is_match(sid) {
+        report(sid);
+    }
+    for &b in hay {
+        sid = dfa.next_state(Anchored::No, sid, b);
+        // Without a prefilter, only match and dead states are special.
+        if dfa.is_special(sid) {
+            if dfa.is_dead(sid) {
+                return;
+            }
+            report(sid);
+        }
+    }
+}
+
 /// The base64 alphabet (with padding), as a lookup table.
 const BASE64_BYTES: [bool; 256] = ByteSet::from_spec(b"A-Za-z0-9+/=").table();
 /// Hex digits, and the spaces and colons that separate their groups.
 const HEX_BYTES: [bool; 256] = ByteSet::from_spec(b"A-Fa-f0-9 :").table();
 
-/// Maximal runs of bytes in `class`, at least `min` long.
+/// Maximal runs of bytes in `class`, at least `min` long (`min` > 0).
 fn runs<'t>(text: &'t str, class: &'t [bool; 256], min: usize) -> impl Iterator<Item = &'t str> {
     let b = text.as_bytes();
+    let in_class = |i: usize| class[usize::from(b[i])];
+    // Invariant: `i` is 0 or follows a byte outside the class, so a run starts at `i` or later.
     let mut i = 0;
     std::iter::from_fn(move || {
-        while i < b.len() {
-            while i < b.len() && !class[usize::from(b[i])] {
-                i += 1;
+        // A long enough run starting in i..=probe covers the probe: when the probe is outside
+        // the class, the next `min` bytes need no look.
+        while i + min <= b.len() {
+            let probe = i + min - 1;
+            if !in_class(probe) {
+                i = probe + 1;
+                continue;
             }
-            let start = i;
-            while i < b.len() && class[usize::from(b[i])] {
-                i += 1;
+            let mut start = probe;
+            while start > i && in_class(start - 1) {
+                start -= 1;
             }
-            if i - start >= min {
+            let mut end = probe + 1;
+            while end < b.len() && in_class(end) {
+                end += 1;
+            }
+            // b[end] is outside the class (or the text ends): the invariant holds past it.
+            i = end + 1;
+            if end - start >= min {
                 // The class is ASCII, so the run's ends are character boundaries.
-                return text.get(start..i);
+                return text.get(start..end);
             }
         }
         None
@@ -438,75 +501,94 @@ fn printable(bytes: Vec<u8>) -> Option<String> {
     (good * 10 >= total * 9 && s.contains(' ')).then_some(s)
 }
 
-/// Share of words (of the first 64) that are common function words in English and the
-/// corpora's other languages; a text that reads as language has plenty. Expects lower case.
-fn stopword_share(s: &str) -> f64 {
+/// Whether at least `share` (> 0) of the first 64 words are common function words in English
+/// and the corpora's other languages; a text that reads as language has plenty. Expects lower
+/// case.
+fn stopword_share_at_least(s: &str, share: f64) -> bool {
+    // Enough hits settle it early: 64 words or fewer hold a share of at least hits / 64.
+    let enough = share * 64.0;
     let mut total = 0usize;
     let mut hits = 0usize;
     let mut count = |w: &[u8]| {
         total += 1;
         hits += usize::from(is_stopword(w));
+        (hits as f64) < enough
     };
-    if s.is_ascii() {
+    let settled = if s.is_ascii() {
         // The same words as the character split below, without decoding characters.
-        s.as_bytes()
+        !s.as_bytes()
             .split(|b| !b.is_ascii_alphanumeric())
             .filter(|w| !w.is_empty())
             .take(64)
-            .for_each(&mut count);
+            .all(&mut count)
     } else {
-        s.split(|c: char| !c.is_alphanumeric())
+        !s.split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
             .take(64)
-            .for_each(|w| count(w.as_bytes()));
-    }
-    if total == 0 {
-        0.0
-    } else {
-        hits as f64 / total as f64
-    }
+            .all(|w| count(w.as_bytes()))
+    };
+    settled || (total > 0 && hits as f64 / total as f64 >= share)
 }
 
 /// Common function words in English and the corpora's other languages.
+const STOPWORDS: [&[u8]; 35] = [
+    b"the",
+    b"and",
+    b"to",
+    b"of",
+    b"a",
+    b"is",
+    b"you",
+    b"your",
+    b"in",
+    b"that",
+    b"it",
+    b"for",
+    b"all",
+    b"are",
+    b"what",
+    b"me",
+    b"tell",
+    b"previous",
+    b"instructions",
+    b"ignore",
+    b"say",
+    b"with",
+    b"this",
+    b"be",
+    b"not",
+    b"der",
+    b"die",
+    b"das",
+    b"und",
+    b"le",
+    b"la",
+    b"les",
+    b"de",
+    b"el",
+    b"que",
+];
+
+/// Bit `n` of entry `b`: some function word starts with byte `b` and is `n` bytes long. Most
+/// words are turned away by this one lookup, before any string comparison.
+const STOPWORD_SHAPES: [u16; 256] = {
+    let mut shapes = [0u16; 256];
+    let mut i = 0;
+    while i < STOPWORDS.len() {
+        let w = STOPWORDS[i];
+        shapes[w[0] as usize] |= 1 << w.len();
+        i += 1;
+    }
+    shapes
+};
+
 fn is_stopword(w: &[u8]) -> bool {
-    matches!(
-        w,
-        b"the"
-            | b"and"
-            | b"to"
-            | b"of"
-            | b"a"
-            | b"is"
-            | b"you"
-            | b"your"
-            | b"in"
-            | b"that"
-            | b"it"
-            | b"for"
-            | b"all"
-            | b"are"
-            | b"what"
-            | b"me"
-            | b"tell"
-            | b"previous"
-            | b"instructions"
-            | b"ignore"
-            | b"say"
-            | b"with"
-            | b"this"
-            | b"be"
-            | b"not"
-            | b"der"
-            | b"die"
-            | b"das"
-            | b"und"
-            | b"le"
-            | b"la"
-            | b"les"
-            | b"de"
-            | b"el"
-            | b"que"
-    )
+    let Some(&first) = w.first() else {
+        return false;
+    };
+    w.len() < 16
+        && STOPWORD_SHAPES[usize::from(first)] >> w.len() & 1 == 1
+        && STOPWORDS.contains(&w)
 }
 
 fn rot13(s: &str) -> String {
@@ -521,28 +603,40 @@ fn rot13(s: &str) -> String {
 
 /// The same short phrase (one to four words) repeated more than six times in a row.
 fn repeated_phrase(skel: &str) -> bool {
-    // The skeleton's only white space is single spaces: split on them as bytes.
-    let words: Vec<&[u8]> = skel
-        .as_bytes()
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .take(1000)
-        .collect();
-    for n in 1..=4 {
-        if words.len() < n * 7 {
+    // Words are compared with the word one to four places back, all four periods in one pass
+    // over the first 1,000 words. The skeleton's only white space is single spaces: split on
+    // them as bytes. A word's hash, taken as it is read, settles most comparisons.
+    let b = skel.as_bytes();
+    let mut back: [(u32, &[u8]); 4] = [(0, &[]); 4];
+    let mut runs = [0usize; 4];
+    let (mut i, mut read) = (0, 0usize);
+    while read < 1000 {
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+        let (start, mut h) = (i, 0x811c_9dc5u32);
+        while i < b.len() && b[i] != b' ' {
+            h = (h ^ u32::from(b[i])).wrapping_mul(0x0100_0193);
+            i += 1;
+        }
+        if start == i {
             break;
         }
-        let mut run = 0;
-        for i in n..words.len() {
-            if words[i] == words[i - n] {
-                run += 1;
-                if run >= n * 6 {
+        let w = &b[start..i];
+        for (n, run) in runs.iter_mut().enumerate() {
+            // The word n + 1 places back sits in slot (read - n - 1) mod 4.
+            let (bh, bw) = back[(read + 3 - n) % 4];
+            if read > n && bh == h && bw == w {
+                *run += 1;
+                if *run >= (n + 1) * 6 {
                     return true;
                 }
             } else {
-                run = 0;
+                *run = 0;
             }
         }
+        back[read % 4] = (h, w);
+        read += 1;
     }
     false
 }
@@ -554,43 +648,23 @@ fn repeated_phrase(skel: &str) -> bool {
 pub fn gibberish(text: &str) -> f64 {
     // Only the last 100 characters matter: find where they start without walking the text.
     let start = nth_char_from_end(text, 99);
-    let tail: Vec<char> = text[start..].chars().collect();
-    let tail = &tail[..];
-    if tail.len() < 30 {
+    let tail = &text[start..];
+    let t = if tail.is_ascii() {
+        TailStats::of_ascii(tail.as_bytes())
+    } else {
+        TailStats::of_chars(tail)
+    };
+    if t.chars < 30 {
         return 0.0;
     }
-    let symbols = tail.iter().filter(|c| c.is_ascii_punctuation()).count() as f64;
-    let ratio = symbols / tail.len() as f64;
-    let tail_s: String = tail.iter().collect();
-    let glued = tail_s
-        .split_whitespace()
-        .filter(|w| {
-            let letters = w.chars().filter(|c| c.is_alphabetic()).count();
-            let puncts = w.chars().filter(|c| c.is_ascii_punctuation()).count();
-            letters >= 2 && puncts >= 2
-        })
-        .count();
-    // Odd tokens: case changing inside a word ("IsaacwolPlugin", "carefullyvertOUR"), letters
-    // glued to symbols, or clusters of symbols ("[...]%=", "!/---").
-    let words: Vec<&str> = tail_s.split_whitespace().collect();
-    let odd = words
-        .iter()
-        .filter(|w| {
-            let b = w.as_bytes();
-            let inner_case = b
-                .windows(2)
-                .any(|p| p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase());
-            let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
-            let symbols = b.iter().filter(|c| c.is_ascii_punctuation()).count();
-            inner_case || (letters >= 2 && symbols >= 2) || (letters == 0 && symbols >= 2)
-        })
-        .count();
+    let ratio = t.symbols as f64 / t.chars as f64;
+    let (glued, odd) = (t.glued, t.odd);
     // Optimized suffixes are one line; code and tables span several.
-    let multiline = tail.iter().filter(|c| **c == '\n').count() >= 2;
-    let odd_share = if words.is_empty() || multiline {
+    let multiline = t.newlines >= 2;
+    let odd_share = if t.words == 0 || multiline {
         0.0
     } else {
-        odd as f64 / words.len() as f64
+        odd as f64 / t.words as f64
     };
     // Every verdict below needs one of these; without them the brackets need no pairing.
     if !((ratio >= 0.06 && glued >= 2 && !multiline) || (odd_share >= 0.2 && odd >= 3)) {
@@ -622,9 +696,7 @@ pub fn gibberish(text: &str) -> f64 {
     }
     unpaired += stack.len();
     // Structured data (JSON, code) pairs its brackets and quotes; optimized suffixes rarely do.
-    let quotes = tail.iter().filter(|c| **c == '"').count();
-    let structured =
-        unpaired == 0 && quotes % 2 == 0 && tail.iter().any(|c| matches!(c, '{' | '[' | '('));
+    let structured = unpaired == 0 && t.quotes % 2 == 0 && t.opener;
     if ratio >= 0.1 && unpaired >= 2 && glued >= 2 && !multiline {
         0.8
     } else if (ratio >= 0.06 && unpaired >= 1 && glued >= 2 && !multiline)
@@ -635,6 +707,99 @@ pub fn gibberish(text: &str) -> f64 {
         0.4
     } else {
         0.0
+    }
+}
+
+/// What the suffix heuristic counts in the last 100 characters.
+#[derive(Debug, Default, PartialEq)]
+struct TailStats {
+    chars: usize,
+    /// ASCII punctuation characters.
+    symbols: usize,
+    /// Words (split on white space) with two letters or more and two ASCII punctuation
+    /// characters or more.
+    glued: usize,
+    /// Odd tokens: case changing inside a word ("IsaacwolPlugin", "carefullyvertOUR"),
+    /// letters glued to symbols, or clusters of symbols ("[...]%=", "!/---").
+    odd: usize,
+    words: usize,
+    newlines: usize,
+    quotes: usize,
+    /// An opening bracket anywhere in the tail.
+    opener: bool,
+}
+
+impl TailStats {
+    /// The reference definition, over characters.
+    fn of_chars(tail: &str) -> Self {
+        let mut t = TailStats::default();
+        for c in tail.chars() {
+            t.chars += 1;
+            t.symbols += usize::from(c.is_ascii_punctuation());
+            t.newlines += usize::from(c == '\n');
+            t.quotes += usize::from(c == '"');
+            t.opener |= matches!(c, '{' | '[' | '(');
+        }
+        for w in tail.split_whitespace() {
+            t.words += 1;
+            let letters = w.chars().filter(|c| c.is_alphabetic()).count();
+            let puncts = w.chars().filter(|c| c.is_ascii_punctuation()).count();
+            t.glued += usize::from(letters >= 2 && puncts >= 2);
+            let b = w.as_bytes();
+            let inner_case = b
+                .windows(2)
+                .any(|p| p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase());
+            let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+            let symbols = b.iter().filter(|c| c.is_ascii_punctuation()).count();
+            t.odd += usize::from(
+                inner_case || (letters >= 2 && symbols >= 2) || (letters == 0 && symbols >= 2),
+            );
+        }
+        t
+    }
+
+    /// The same counts for an ASCII tail in one pass over its bytes (where a character is a
+    /// byte, a letter is an ASCII letter, and white space is the six ASCII spaces).
+    fn of_ascii(tail: &[u8]) -> Self {
+        let mut t = TailStats {
+            chars: tail.len(),
+            ..TailStats::default()
+        };
+        let (mut letters, mut puncts, mut inner_case, mut in_word) = (0usize, 0usize, false, false);
+        let mut prev_lower = false;
+        let end_word = |t: &mut TailStats, letters: usize, puncts: usize, inner_case: bool| {
+            t.words += 1;
+            t.glued += usize::from(letters >= 2 && puncts >= 2);
+            t.odd += usize::from(
+                inner_case || (letters >= 2 && puncts >= 2) || (letters == 0 && puncts >= 2),
+            );
+        };
+        for &b in tail {
+            // char::is_whitespace on ASCII: tab, line feed, vertical tab, form feed, carriage
+            // return and space.
+            if matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
+                t.newlines += usize::from(b == b'\n');
+                if in_word {
+                    end_word(&mut t, letters, puncts, inner_case);
+                    (letters, puncts, inner_case, in_word) = (0, 0, false, false);
+                }
+                prev_lower = false;
+                continue;
+            }
+            in_word = true;
+            let punct = b.is_ascii_punctuation();
+            t.symbols += usize::from(punct);
+            puncts += usize::from(punct);
+            letters += usize::from(b.is_ascii_alphabetic());
+            inner_case |= prev_lower && b.is_ascii_uppercase();
+            prev_lower = b.is_ascii_lowercase();
+            t.quotes += usize::from(b == b'"');
+            t.opener |= matches!(b, b'{' | b'[' | b'(');
+        }
+        if in_word {
+            end_word(&mut t, letters, puncts, inner_case);
+        }
+        t
     }
 }
 
@@ -681,6 +846,170 @@ mod tests {
             for n in 0..12 {
                 let want = text.char_indices().rev().nth(n).map_or(0, |(i, _)| i);
                 assert_eq!(nth_char_from_end(text, n), want, "{text:?} {n}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-pass byte count of an ASCII tail agrees with the character definition,
+        /// on tails dense in the classes it separates.
+        #[test]
+        fn ascii_tail_stats_match_the_char_definition(
+            tail in "[a-cA-C0-2 \\t\\n\\x0b\\x0c\\r.,;:!?\"'(){}\\[\\]<>%=/_\\x01-\\x08\\x7f-]{0,120}"
+        ) {
+            proptest::prop_assert_eq!(
+                TailStats::of_ascii(tail.as_bytes()),
+                TailStats::of_chars(&tail)
+            );
+        }
+    }
+
+    /// The definition `repeated_phrase` computes in one pass: period by period, over the
+    /// first 1,000 words.
+    fn repeated_phrase_reference(skel: &str) -> bool {
+        let words: Vec<&[u8]> = skel
+            .as_bytes()
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty())
+            .take(1000)
+            .collect();
+        (1..=4).any(|n| {
+            let mut run = 0;
+            (n..words.len()).any(|i| {
+                run = if words[i] == words[i - n] { run + 1 } else { 0 };
+                run >= n * 6
+            })
+        })
+    }
+
+    #[test]
+    fn repeated_phrase_reads_the_first_thousand_words() {
+        let text = |distinct: usize| {
+            let mut words: Vec<String> = (0..distinct).map(|i| format!("w{i}")).collect();
+            words.extend(std::iter::repeat_n("x".to_string(), 7));
+            words.join(" ")
+        };
+        assert!(repeated_phrase(&text(993)));
+        assert!(!repeated_phrase(&text(994)));
+        assert!(repeated_phrase_reference(&text(993)));
+        assert!(!repeated_phrase_reference(&text(994)));
+    }
+
+    proptest::proptest! {
+        /// Short phrases repeated a few times each, sometimes past the 1,000-word cut.
+        #[test]
+        fn repeated_phrase_matches_its_definition(
+            chunks in proptest::collection::vec(
+                (proptest::collection::vec("(a|b|ab|c)", 1..5), 1usize..9, 1usize..3),
+                0..150,
+            ),
+        ) {
+            let mut skel = String::new();
+            for (phrase, times, gap) in &chunks {
+                for _ in 0..*times {
+                    for w in phrase {
+                        skel.push_str(w);
+                        skel.push_str(&" ".repeat(*gap));
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(repeated_phrase(&skel), repeated_phrase_reference(&skel));
+        }
+    }
+
+    proptest::proptest! {
+        /// The shape table turns away no function word.
+        #[test]
+        fn stopword_lookup_is_list_membership(w in "(the|and|tell|a|[a-z]{0,3}|[a-z]{9,13}|[a-z0-9]{4,8}|é[a-z]{1,2})") {
+            let listed = STOPWORDS.contains(&w.as_bytes());
+            proptest::prop_assert_eq!(is_stopword(w.as_bytes()), listed);
+        }
+    }
+
+    #[test]
+    fn every_stopword_is_found() {
+        for w in STOPWORDS {
+            assert!(is_stopword(w), "{w:?}");
+            assert_eq!(is_stopword(&w[1..]), STOPWORDS.contains(&&w[1..]), "{w:?}");
+        }
+    }
+
+    /// The share itself, as the gateway computed it before the early exit.
+    fn stopword_share(s: &str) -> f64 {
+        let mut total = 0usize;
+        let mut hits = 0usize;
+        let mut count = |w: &[u8]| {
+            total += 1;
+            hits += usize::from(is_stopword(w));
+        };
+        if s.is_ascii() {
+            // The same words as the character split below, without decoding characters.
+            s.as_bytes()
+                .split(|b| !b.is_ascii_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .take(64)
+                .for_each(&mut count);
+        } else {
+            s.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .take(64)
+                .for_each(|w| count(w.as_bytes()));
+        }
+        if total == 0 {
+            0.0
+        } else {
+            hits as f64 / total as f64
+        }
+    }
+
+    proptest::proptest! {
+        /// Stopping at enough hits gives the same answer as counting all 64 words.
+        #[test]
+        fn stopword_share_stops_early_with_the_same_answer(
+            words in proptest::collection::vec("(the|a|x|yy|zzz|w[0-9]|q[a-z]|é|r[a-z]{2}|[a-z]{3})", 0..90),
+            seps in proptest::collection::vec("[ ,.\\n]{1,2}", 90),
+        ) {
+            let text: String = words.iter().zip(&seps).map(|(w, s)| format!("{w}{s}")).collect();
+            for share in [0.05, 0.1] {
+                proptest::prop_assert_eq!(
+                    stopword_share_at_least(&text, share),
+                    stopword_share(&text) >= share,
+                    "{}", share
+                );
+            }
+        }
+    }
+
+    /// Maximal runs of at least `min` bytes of the class, byte by byte.
+    fn runs_reference<'t>(text: &'t str, class: &[bool; 256], min: usize) -> Vec<&'t str> {
+        let b = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            while i < b.len() && !class[usize::from(b[i])] {
+                i += 1;
+            }
+            let start = i;
+            while i < b.len() && class[usize::from(b[i])] {
+                i += 1;
+            }
+            if i - start >= min {
+                out.push(&text[start..i]);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// The probing run finder skips bytes, never runs.
+        #[test]
+        fn runs_skip_nothing_they_should_find(
+            text in "([a-f0-9]{1,30}|[A-Za-z+/=]{1,20}|[ :]{1,3}|[g-z.,!é]{1,4}){0,30}",
+            min in 1usize..30,
+        ) {
+            for class in [&BASE64_BYTES, &HEX_BYTES] {
+                let got: Vec<&str> = runs(&text, class, min).collect();
+                proptest::prop_assert_eq!(got, runs_reference(&text, class, min));
             }
         }
     }

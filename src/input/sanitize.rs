@@ -111,16 +111,25 @@ pub fn lower(text: &str) -> String {
 /// The skeleton of text already passed through [`lower`].
 pub fn skeleton_of_lower(lowered: &str) -> String {
     // Fast path: nothing to fold (ASCII letters, single spaces, no leet characters).
+    let mut prev = 0u8;
     let plain = lowered.bytes().all(|b| {
-        b.is_ascii_lowercase()
+        let ok = b.is_ascii_lowercase()
             || matches!(
                 b,
-                b' ' | b'.' | b',' | b':' | b';' | b'\'' | b'"' | b'?' | b'(' | b')' | b'-'
+                b'.' | b',' | b':' | b';' | b'\'' | b'"' | b'?' | b'(' | b')' | b'-'
             )
-    }) && !lowered.contains("  ");
+            || (b == b' ' && prev != b' ');
+        prev = b;
+        ok
+    });
     if plain {
         return lowered.to_string();
     }
+    fold(lowered)
+}
+
+/// The skeleton's folding, character by character.
+fn fold(lowered: &str) -> String {
     let mut out = String::with_capacity(lowered.len());
     let chars: Vec<char> = lowered.chars().collect();
     let mut last_space = false;
@@ -190,6 +199,14 @@ mod tests {
         assert_eq!(s.removed, 2 + 28);
         assert_eq!(sanitize("plain").text, "plain");
         assert_eq!(sanitize("a\u{0007}b\tc\n").text, "ab\tc\n");
+    }
+
+    proptest::proptest! {
+        /// The fast path is taken only where folding would change nothing.
+        #[test]
+        fn plain_text_is_its_own_skeleton(text in "[a-z .,:;'\"?()\\-]{0,40}") {
+            proptest::prop_assert_eq!(skeleton_of_lower(&text), fold(&text));
+        }
     }
 
     #[test]
