@@ -766,18 +766,19 @@ impl TailStats {
             ..TailStats::default()
         };
         let (mut letters, mut puncts, mut inner_case, mut in_word) = (0usize, 0usize, false, false);
-        let mut prev_lower = false;
+        let (mut prev_lower, mut quotes, mut seen) = (false, 0usize, 0u8);
         let end_word = |t: &mut TailStats, letters: usize, puncts: usize, inner_case: bool| {
             t.words += 1;
+            // Every punctuation character is inside a word.
+            t.symbols += puncts;
             t.glued += usize::from(letters >= 2 && puncts >= 2);
             t.odd += usize::from(
                 inner_case || (letters >= 2 && puncts >= 2) || (letters == 0 && puncts >= 2),
             );
         };
         for &b in tail {
-            // char::is_whitespace on ASCII: tab, line feed, vertical tab, form feed, carriage
-            // return and space.
-            if matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
+            let f = TAIL_CLASS[usize::from(b)];
+            if f & tail_class::SPACE != 0 {
                 t.newlines += usize::from(b == b'\n');
                 if in_word {
                     end_word(&mut t, letters, puncts, inner_case);
@@ -787,25 +788,72 @@ impl TailStats {
                 continue;
             }
             in_word = true;
-            let punct = b.is_ascii_punctuation();
-            t.symbols += usize::from(punct);
-            puncts += usize::from(punct);
-            letters += usize::from(b.is_ascii_alphabetic());
-            inner_case |= prev_lower && b.is_ascii_uppercase();
-            prev_lower = b.is_ascii_lowercase();
-            t.quotes += usize::from(b == b'"');
-            t.opener |= matches!(b, b'{' | b'[' | b'(');
+            puncts += usize::from(f & tail_class::PUNCT != 0);
+            letters += usize::from(f & tail_class::ALPHA != 0);
+            inner_case |= prev_lower & (f & tail_class::UPPER != 0);
+            prev_lower = f & tail_class::LOWER != 0;
+            quotes += usize::from(b == b'"');
+            seen |= f;
         }
         if in_word {
             end_word(&mut t, letters, puncts, inner_case);
         }
+        t.quotes = quotes;
+        t.opener = seen & tail_class::OPENER != 0;
         t
     }
 }
 
+/// The byte classes [`TailStats::of_ascii`] reads, one bit each.
+mod tail_class {
+    /// `char::is_whitespace` on ASCII: tab, line feed, vertical tab, form feed, carriage
+    /// return and space.
+    pub const SPACE: u8 = 1;
+    pub const PUNCT: u8 = 2;
+    pub const ALPHA: u8 = 4;
+    pub const LOWER: u8 = 8;
+    pub const UPPER: u8 = 16;
+    /// An opening bracket.
+    pub const OPENER: u8 = 32;
+}
+
+const TAIL_CLASS: [u8; 256] = {
+    use tail_class::*;
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut f = 0;
+        if matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
+            f |= SPACE;
+        }
+        if b.is_ascii_punctuation() {
+            f |= PUNCT;
+        }
+        if b.is_ascii_lowercase() {
+            f |= ALPHA | LOWER;
+        }
+        if b.is_ascii_uppercase() {
+            f |= ALPHA | UPPER;
+        }
+        if matches!(b, b'{' | b'[' | b'(') {
+            f |= OPENER;
+        }
+        t[i] = f;
+        i += 1;
+    }
+    t
+};
+
 /// Byte offset of the `n`-th character counted back from the end (0 for the last), or 0
 /// when the text has fewer characters: `char_indices().rev().nth(n)` without decoding.
 fn nth_char_from_end(text: &str, n: usize) -> usize {
+    // An ASCII end: one byte per character.
+    if let Some(at) = text.len().checked_sub(n + 1) {
+        if text.as_bytes()[at..].is_ascii() {
+            return at;
+        }
+    }
     let mut seen = 0;
     for (i, &b) in text.as_bytes().iter().enumerate().rev() {
         // Every byte but a continuation byte starts a character.
@@ -847,6 +895,15 @@ mod tests {
                 let want = text.char_indices().rev().nth(n).map_or(0, |(i, _)| i);
                 assert_eq!(nth_char_from_end(text, n), want, "{text:?} {n}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// ASCII ends, and ends where a wider character sits just inside or outside the reach.
+        #[test]
+        fn nth_char_from_end_on_mixed_text(text in "[a-c é日\u{1F600}]{0,24}", n in 0usize..26) {
+            let want = text.char_indices().rev().nth(n).map_or(0, |(i, _)| i);
+            proptest::prop_assert_eq!(nth_char_from_end(&text, n), want);
         }
     }
 
