@@ -272,8 +272,9 @@ impl InjectionScanner {
     /// The rules' verdict on one text, `depth` decodings deep. Each rule counts once per text.
     fn rule_view_at(&self, text: &str, depth: u32) -> RuleView {
         let lower = sanitize::lower(text);
-        let skel = sanitize::skeleton_of_lower(&lower);
-        let (keep, rules) = self.scan_views(text, &lower, &skel, depth);
+        let folded = sanitize::folded(&lower);
+        let (keep, rules) = self.scan_views(text, &lower, folded.as_deref(), depth);
+        let skel = folded.unwrap_or_else(|| lower.clone());
         RuleView {
             score: 1.0 - keep,
             rules,
@@ -286,9 +287,11 @@ impl InjectionScanner {
         &self,
         text: &str,
         lower: &str,
-        skel: &str,
+        folded: Option<&str>,
         depth: u32,
     ) -> (f64, Vec<&'static str>) {
+        // The skeleton, and whether it differs from the lower-cased view.
+        let skel = folded.unwrap_or(lower);
         let mut fired: Vec<(&'static str, f64)> = Vec::new();
         let fire = |rule: &'static str, w: f64, fired: &mut Vec<(&'static str, f64)>| {
             match fired.iter_mut().find(|(r, _)| *r == rule) {
@@ -300,7 +303,7 @@ impl InjectionScanner {
         let mut seen = Vec::new();
         // One pass when folding changed nothing.
         let both = [skel, lower];
-        let views: &[&str] = if skel == lower { &both[..1] } else { &both };
+        let views: &[&str] = if folded.is_none() { &both[..1] } else { &both };
         // Phrases fire; literals make their regex rule a candidate (present in either view).
         let mut candidates: Vec<usize> = self.unfiltered.clone();
         for hay in views {

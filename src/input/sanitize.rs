@@ -110,6 +110,12 @@ pub fn lower(text: &str) -> String {
 
 /// The skeleton of text already passed through [`lower`].
 pub fn skeleton_of_lower(lowered: &str) -> String {
+    folded(lowered).unwrap_or_else(|| lowered.to_string())
+}
+
+/// The skeleton of text already passed through [`lower`], or `None` when it is that text
+/// (which the fast path sees without building anything).
+pub fn folded(lowered: &str) -> Option<String> {
     // Fast path: nothing to fold (ASCII letters, single spaces, no leet characters).
     let mut prev = 0u8;
     let plain = lowered.bytes().all(|b| {
@@ -123,9 +129,10 @@ pub fn skeleton_of_lower(lowered: &str) -> String {
         ok
     });
     if plain {
-        return lowered.to_string();
+        return None;
     }
-    fold(lowered)
+    let skel = fold(lowered);
+    (skel != lowered).then_some(skel)
 }
 
 /// The skeleton's folding, character by character.
@@ -206,6 +213,16 @@ mod tests {
         #[test]
         fn plain_text_is_its_own_skeleton(text in "[a-z .,:;'\"?()\\-]{0,40}") {
             proptest::prop_assert_eq!(skeleton_of_lower(&text), fold(&text));
+        }
+
+        /// `folded` is `None` exactly when the skeleton is the text itself.
+        #[test]
+        fn folded_says_whether_folding_changed_anything(
+            text in "[a-z .,\\n013@$!é\u{0456}\u{03b1}]{0,30}"
+        ) {
+            let skel = fold(&text);
+            proptest::prop_assert_eq!(folded(&text).is_none(), skel == text);
+            proptest::prop_assert_eq!(skeleton_of_lower(&text), skel);
         }
     }
 
