@@ -102,63 +102,111 @@ pub fn bucket(hash: u32, bits: u8) -> usize {
 
 /// Calls `emit(position, hash)` for every text feature of `skel` (the scanner's skeleton
 /// view), in position order. Hashes are full 32-bit; the model takes their top bits.
-// Kept out of its callers: inlined into them, its loop ran 1.5 times slower as wasm on V8.
-#[inline(never)]
 pub fn text_features(skel: &str, mut emit: impl FnMut(usize, u32)) {
     let bytes = skel.as_bytes();
-    let mut gram: u32 = 0;
-    // Which of the gram's four bytes are word bytes: grams of only spaces and punctuation
-    // (table rules, indentation, separator lines) repeat by the hundred and say nothing.
-    let mut wordy: u32 = 0;
-    let mut filled = 0u32;
-    let mut last_space = true;
-    // The word being read: its FNV-1a hash so far and its length.
-    let mut word_hash = FNV_OFFSET ^ WORD;
-    let mut word_len = 0usize;
-    let mut prev_word: Option<u32> = None;
+    let (mut grams, mut words) = (Grams::default(), Words::default());
     for (i, &raw) in bytes.iter().enumerate() {
         let class = CLASS[usize::from(raw)];
-        if class == 2 {
-            word_hash = fnv_step(word_hash, raw);
-            word_len += 1;
-        } else if word_len > 0 {
-            // The word ended before this byte (its features come before this byte's 4-gram).
-            word(word_hash, word_len, i - 1, &mut prev_word, &mut emit);
-            word_hash = FNV_OFFSET ^ WORD;
-            word_len = 0;
+        // A word that ended before this byte comes before this byte's 4-gram.
+        words.push(raw, class, i, &mut emit);
+        if let Some(h) = grams.push(raw, class) {
+            emit(i, h);
         }
-        // 4-grams over the text with white-space runs folded to one space.
-        let space = class == 1;
-        if !(space && last_space) {
-            let b = if space { b' ' } else { raw };
-            gram = (gram << 8) | u32::from(b);
-            wordy = ((wordy << 1) | u32::from(class == 2)) & 0xf;
-            filled += 1;
-            if filled >= 4 && wordy != 0 {
-                emit(i, (gram ^ GRAM).wrapping_mul(GOLDEN));
-            }
-        }
-        last_space = space;
     }
-    if word_len > 0 {
-        word(
-            word_hash,
-            word_len,
-            bytes.len() - 1,
-            &mut prev_word,
-            &mut emit,
-        );
+    words.finish(bytes.len(), &mut emit);
+}
+
+/// 4-grams over the text with white-space runs folded to one space, byte by byte.
+struct Grams {
+    gram: u32,
+    /// Which of the gram's four bytes are word bytes: grams of only spaces and punctuation
+    /// (table rules, indentation, separator lines) repeat by the hundred and say nothing.
+    wordy: u32,
+    filled: u32,
+    last_space: bool,
+}
+
+impl Default for Grams {
+    fn default() -> Self {
+        Grams {
+            gram: 0,
+            wordy: 0,
+            filled: 0,
+            last_space: true,
+        }
     }
 }
 
+impl Grams {
+    /// The next byte and its class; the hash of the 4-gram it ends, if that is a feature.
+    #[inline(always)]
+    fn push(&mut self, raw: u8, class: u8) -> Option<u32> {
+        let space = class == 1;
+        let mut feature = None;
+        if !(space && self.last_space) {
+            let b = if space { b' ' } else { raw };
+            self.gram = (self.gram << 8) | u32::from(b);
+            self.wordy = ((self.wordy << 1) | u32::from(class == 2)) & 0xf;
+            self.filled = self.filled.saturating_add(1);
+            if self.filled >= 4 && self.wordy != 0 {
+                feature = Some((self.gram ^ GRAM).wrapping_mul(GOLDEN));
+            }
+        }
+        self.last_space = space;
+        feature
+    }
+}
+
+/// Word unigrams and bigrams, byte by byte; a word's features sit at its last byte.
+struct Words {
+    /// The word being read: its FNV-1a hash so far and its length.
+    hash: u32,
+    len: usize,
+    prev: Option<u32>,
+}
+
+impl Default for Words {
+    fn default() -> Self {
+        Words {
+            hash: FNV_OFFSET ^ WORD,
+            len: 0,
+            prev: None,
+        }
+    }
+}
+
+impl Words {
+    /// Byte `i` and its class: emits the features of a word that ended just before it.
+    #[inline(always)]
+    fn push(&mut self, raw: u8, class: u8, i: usize, emit: &mut impl FnMut(usize, u32)) {
+        if class == 2 {
+            self.hash = fnv_step(self.hash, raw);
+            self.len += 1;
+        } else if self.len > 0 {
+            self.prev = Some(word(self.hash, self.len, i - 1, self.prev, emit));
+            self.hash = FNV_OFFSET ^ WORD;
+            self.len = 0;
+        }
+    }
+
+    /// The end of a text of `len` bytes: emits the last word's features.
+    fn finish(&mut self, len: usize, emit: &mut impl FnMut(usize, u32)) {
+        if self.len > 0 {
+            self.prev = Some(word(self.hash, self.len, len - 1, self.prev, emit));
+        }
+    }
+}
+
+/// Emits the features of a word (its hash and length) ending at `at`, after the word `prev`;
+/// returns what the next word pairs with.
 #[inline]
 fn word(
     hash: u32,
     len: usize,
     at: usize,
-    prev: &mut Option<u32>,
+    prev: Option<u32>,
     emit: &mut impl FnMut(usize, u32),
-) {
+) -> u32 {
     // Long runs (hashes, base64) are one feature each; their length class says enough.
     let w = if len > 24 {
         fnv(WORD, &[b'#', len.min(255) as u8 / 16])
@@ -166,10 +214,10 @@ fn word(
         hash
     };
     emit(at, mix(w));
-    if let Some(p) = *prev {
+    if let Some(p) = prev {
         emit(at, mix(w.wrapping_mul(31) ^ p.rotate_left(7) ^ PAIR));
     }
-    *prev = Some(w);
+    w
 }
 
 /// Hash of a named text-level signal (`sig:<name>`).
@@ -360,6 +408,8 @@ impl Model {
     /// features [`text_features`] places in it (exact in integers), and their number. The same
     /// features in two passes, 4-grams then words, each with few enough variables to stay in
     /// registers.
+    // Kept out of its callers: inlined into the scanner, the feature loop ran 1.5 times slower
+    // as wasm on V8.
     #[inline(never)]
     fn block_sums(&self, skel: &str) -> Vec<(i32, u32)> {
         let bytes = skel.as_bytes();
@@ -368,56 +418,30 @@ impl Model {
         let bits = self.bits;
         // `bucket` is below 2^bits, the table's length (checked when the file is read).
         let weight = |h: u32| i32::from(weights.get(bucket(h, bits)).copied().unwrap_or(0));
-        // 4-grams, as in `text_features`.
-        let (mut gram, mut wordy, mut filled, mut last_space) = (0u32, 0u32, 0u32, true);
+        // The 4-grams, block by block.
+        let mut grams = Grams::default();
         for (chunk, block) in bytes.chunks(BLOCK).zip(blocks.iter_mut()) {
             let (mut sum, mut n) = (0i32, 0u32);
             for &raw in chunk {
-                let class = CLASS[usize::from(raw)];
-                let space = class == 1;
-                if !(space && last_space) {
-                    let b = if space { b' ' } else { raw };
-                    gram = (gram << 8) | u32::from(b);
-                    wordy = ((wordy << 1) | u32::from(class == 2)) & 0xf;
-                    filled = filled.saturating_add(1);
-                    if filled >= 4 && wordy != 0 {
-                        sum += weight((gram ^ GRAM).wrapping_mul(GOLDEN));
-                        n += 1;
-                    }
+                if let Some(h) = grams.push(raw, CLASS[usize::from(raw)]) {
+                    sum += weight(h);
+                    n += 1;
                 }
-                last_space = space;
             }
             *block = (sum, n);
         }
-        // Words and word pairs, placed at the word's last byte.
+        // Then words and word pairs, each in the block of its last byte.
         let mut add = |at: usize, h: u32| {
             if let Some(b) = blocks.get_mut(at / BLOCK) {
                 b.0 += weight(h);
                 b.1 += 1;
             }
         };
-        let mut word_hash = FNV_OFFSET ^ WORD;
-        let mut word_len = 0usize;
-        let mut prev_word: Option<u32> = None;
+        let mut words = Words::default();
         for (i, &raw) in bytes.iter().enumerate() {
-            if CLASS[usize::from(raw)] == 2 {
-                word_hash = fnv_step(word_hash, raw);
-                word_len += 1;
-            } else if word_len > 0 {
-                word(word_hash, word_len, i - 1, &mut prev_word, &mut add);
-                word_hash = FNV_OFFSET ^ WORD;
-                word_len = 0;
-            }
+            words.push(raw, CLASS[usize::from(raw)], i, &mut add);
         }
-        if word_len > 0 {
-            word(
-                word_hash,
-                word_len,
-                bytes.len() - 1,
-                &mut prev_word,
-                &mut add,
-            );
-        }
+        words.finish(bytes.len(), &mut add);
         // Blocks after the last feature take part in no window.
         let last = blocks
             .iter()
