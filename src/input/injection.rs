@@ -68,7 +68,15 @@ pub struct RuleView {
     pub score: f64,
     pub rules: Vec<&'static str>,
     pub lower: String,
-    pub skel: String,
+    /// The skeleton, when folding changed the lower-cased view.
+    pub folded: Option<String>,
+}
+
+impl RuleView {
+    /// The skeleton view.
+    pub fn skel(&self) -> &str {
+        self.folded.as_deref().unwrap_or(&self.lower)
+    }
 }
 
 struct Phrase {
@@ -222,9 +230,10 @@ impl InjectionScanner {
                 score,
                 rules,
                 lower: text_lower,
-                skel: text_skel,
+                folded,
             } = self.rule_view(text);
             if self.model.is_some() {
+                let text_skel = folded.unwrap_or_else(|| text_lower.clone());
                 // The first text's views are moved in, later ones appended.
                 for (acc, part) in [(&mut skel, text_skel), (&mut lower, text_lower)] {
                     if acc.is_empty() {
@@ -274,12 +283,11 @@ impl InjectionScanner {
         let lower = sanitize::lower(text);
         let folded = sanitize::folded(&lower);
         let (keep, rules) = self.scan_views(text, &lower, folded.as_deref(), depth);
-        let skel = folded.unwrap_or_else(|| lower.clone());
         RuleView {
             score: 1.0 - keep,
             rules,
             lower,
-            skel,
+            folded,
         }
     }
 

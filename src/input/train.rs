@@ -133,7 +133,7 @@ pub fn prepare(rows: &[Row], bits: u8) -> Result<Vec<Example>, String> {
             let clean = super::sanitize::sanitize(&r.text);
             let view = scanner.rule_view(&clean.text);
             Example {
-                bag: Bag::new(&view.skel, &view.lower, bits),
+                bag: Bag::new(view.skel(), &view.lower, bits),
                 label: r.label == 1,
                 rules: view.score,
                 source: sources.iter().position(|s| *s == r.source).unwrap_or(0),
