@@ -91,6 +91,22 @@ const CLASS: [u8; 256] = {
     t
 };
 
+/// A byte as the 4-grams take it (white space as a space) in the low byte, and whether it is
+/// a word byte in the next bit.
+const GRAM_BYTE: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match CLASS[i] {
+            1 => b' ' as u16,
+            2 => 0x100 | i as u16,
+            _ => i as u16,
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Multiplicative hashing: the product's top bits are the bucket ([`bucket`]).
 const GOLDEN: u32 = 0x9e37_79b1;
 
@@ -418,13 +434,37 @@ impl Model {
         let bits = self.bits;
         // `bucket` is below 2^bits, the table's length (checked when the file is read).
         let weight = |h: u32| i32::from(weights.get(bucket(h, bits)).copied().unwrap_or(0));
-        // The 4-grams, block by block.
+        // The 4-grams: the first ones until four bytes are taken, then block by block.
         let mut grams = Grams::default();
-        for (chunk, block) in bytes.chunks(BLOCK).zip(blocks.iter_mut()) {
-            let (mut sum, mut n) = (0i32, 0u32);
+        let mut i = 0;
+        while grams.filled < 4 && i < bytes.len() {
+            let raw = bytes[i];
+            if let (Some(h), Some(b)) = (
+                grams.push(raw, CLASS[usize::from(raw)]),
+                blocks.get_mut(i / BLOCK),
+            ) {
+                b.0 += weight(h);
+                b.1 += 1;
+            }
+            i += 1;
+        }
+        let (mut gram, mut wordy) = (grams.gram, grams.wordy);
+        for (k, block) in blocks.iter_mut().enumerate() {
+            let chunk = bytes
+                .get(i.max(k * BLOCK)..bytes.len().min((k + 1) * BLOCK))
+                .unwrap_or(&[]);
+            let (mut sum, mut n) = *block;
             for &raw in chunk {
-                if let Some(h) = grams.push(raw, CLASS[usize::from(raw)]) {
-                    sum += weight(h);
+                let t = GRAM_BYTE[usize::from(raw)];
+                let next = gram << 8 | u32::from(t as u8);
+                // A space after a space: the run folds to the one already taken.
+                if next & 0xffff == 0x2020 {
+                    continue;
+                }
+                gram = next;
+                wordy = wordy << 1 | u32::from(t >> 8);
+                if wordy & 0xf != 0 {
+                    sum += weight((gram ^ GRAM).wrapping_mul(GOLDEN));
                     n += 1;
                 }
             }
