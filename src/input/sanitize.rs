@@ -35,9 +35,9 @@ pub fn is_invisible(c: char) -> bool {
 
 /// Removes invisible characters; decodes the ASCII hidden in tag characters.
 pub fn sanitize(text: &str) -> Sanitized {
-    let printable_ascii = text
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\n' | b'\r' | b'\t'));
+    let printable_ascii = all_bytes(text.as_bytes(), |b| {
+        (0x20..0x7f).contains(&b) || matches!(b, b'\n' | b'\r' | b'\t')
+    });
     if printable_ascii || !text.chars().any(is_invisible) {
         return Sanitized {
             text: text.to_string(),
@@ -117,22 +117,59 @@ pub fn skeleton_of_lower(lowered: &str) -> String {
 /// (which the fast path sees without building anything).
 pub fn folded(lowered: &str) -> Option<String> {
     // Fast path: nothing to fold (ASCII letters, single spaces, no leet characters).
-    let mut prev = 0u8;
-    let plain = lowered.bytes().all(|b| {
-        let ok = b.is_ascii_lowercase()
-            || matches!(
-                b,
-                b'.' | b',' | b':' | b';' | b'\'' | b'"' | b'?' | b'(' | b')' | b'-'
-            )
-            || (b == b' ' && prev != b' ');
-        prev = b;
-        ok
-    });
-    if plain {
+    if plain(lowered.as_bytes()) {
         return None;
     }
     let skel = fold(lowered);
     (skel != lowered).then_some(skel)
+}
+
+/// Whether every byte satisfies `ok`. Blocks of 32 bytes are read whole, with no early exit
+/// inside, so that they compile to vector instructions.
+#[inline(always)]
+fn all_bytes(bytes: &[u8], ok: impl Fn(u8) -> bool) -> bool {
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        if block.iter().fold(0u8, |bad, &b| bad | u8::from(!ok(b))) != 0 {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&b| ok(b))
+}
+
+/// Whether lower-cased text is its own skeleton for certain: ASCII letters, the punctuation
+/// that folds to itself, and single spaces. Each byte is read with the one before it, so
+/// 32-byte blocks compile to vector instructions as in [`all_bytes`].
+fn plain(bytes: &[u8]) -> bool {
+    let ok = |prev: u8, b: u8| {
+        b.is_ascii_lowercase()
+            || matches!(
+                b,
+                b'.' | b',' | b':' | b';' | b'\'' | b'"' | b'?' | b'(' | b')' | b'-'
+            )
+            || (b == b' ' && prev != b' ')
+    };
+    let Some(&first) = bytes.first() else {
+        return true;
+    };
+    if !ok(0, first) {
+        return false;
+    }
+    let (prevs, rest) = (&bytes[..bytes.len() - 1], &bytes[1..]);
+    let (mut p, mut r) = (prevs.chunks_exact(32), rest.chunks_exact(32));
+    for (pb, rb) in (&mut p).zip(&mut r) {
+        let bad = pb
+            .iter()
+            .zip(rb)
+            .fold(0u8, |bad, (&prev, &b)| bad | u8::from(!ok(prev, b)));
+        if bad != 0 {
+            return false;
+        }
+    }
+    p.remainder()
+        .iter()
+        .zip(r.remainder())
+        .all(|(&prev, &b)| ok(prev, b))
 }
 
 /// The skeleton's folding, character by character.
@@ -223,6 +260,51 @@ mod tests {
             let skel = fold(&text);
             proptest::prop_assert_eq!(folded(&text).is_none(), skel == text);
             proptest::prop_assert_eq!(skeleton_of_lower(&text), skel);
+        }
+    }
+
+    /// The byte-by-byte definitions the block readers compute.
+    fn plain_reference(bytes: &[u8]) -> bool {
+        let mut prev = 0u8;
+        bytes.iter().all(|&b| {
+            let ok = b.is_ascii_lowercase()
+                || matches!(
+                    b,
+                    b'.' | b',' | b':' | b';' | b'\'' | b'"' | b'?' | b'(' | b')' | b'-'
+                )
+                || (b == b' ' && prev != b' ');
+            prev = b;
+            ok
+        })
+    }
+
+    proptest::proptest! {
+        /// Long plain stretches with at most a few bytes that break them, anywhere: in a
+        /// 32-byte block, on a block's edge, in the remainder, a space after a space.
+        #[test]
+        fn block_readers_match_their_definitions(
+            blocks in 0usize..6,
+            extra in 0usize..40,
+            breaks in proptest::collection::vec(
+                (0usize..7, 0usize..5, "[ A9\n\t\x07\x7fé]"),
+                0..3,
+            ),
+        ) {
+            // Lengths and break positions gather around the 32-byte block edges.
+            let len = blocks * 32 + extra;
+            let mut text: Vec<u8> = (0..len).map(|i| b"abc de.f"[i % 8]).collect();
+            for (block, d, b) in &breaks {
+                let at = (block * 32 + d).saturating_sub(2);
+                if at < text.len() {
+                    text.splice(at..=at, b.bytes());
+                }
+            }
+            proptest::prop_assert_eq!(plain(&text), plain_reference(&text));
+            let printable = |b: u8| (0x20..0x7f).contains(&b) || b == b'\n';
+            proptest::prop_assert_eq!(
+                all_bytes(&text, printable),
+                text.iter().all(|&b| printable(b))
+            );
         }
     }
 
