@@ -141,3 +141,61 @@ pub fn claimed(category: &str) -> Vec<&'static str> {
 pub(crate) fn re(pattern: &str) -> Option<Regex> {
     Regex::new(pattern).ok()
 }
+
+/// Checks a reversed look-back pattern against its forward definition: both must accept
+/// exactly the same texts. Look-backs are built shape by shape and slot by slot, one choice
+/// from each slot (the names, words, operators, quotes and blanks the pattern reads, in the
+/// order it reads them, with near misses and empty choices), so many of them nearly match;
+/// a third are the same choices in any order.
+#[cfg(test)]
+pub(crate) fn check_reversed_lookback(
+    forward: &str,
+    reversed: &str,
+    shapes: &'static [&'static [&'static [&'static str]]],
+) {
+    use proptest::prelude::*;
+    use proptest::strategy::{BoxedStrategy, Union};
+    use proptest::test_runner::{Config, TestRunner};
+    let (Ok(f), Ok(r)) = (Regex::new(forward), Regex::new(reversed)) else {
+        panic!("look-back patterns do not compile");
+    };
+    let (fwd, rev) = (
+        super::matcher::Lookback::forward(f),
+        super::matcher::Lookback::reversed(r),
+    );
+    let mut strategies: Vec<BoxedStrategy<String>> = shapes
+        .iter()
+        .map(|slots| {
+            slots
+                .iter()
+                .map(|slot| proptest::sample::select(*slot))
+                .collect::<Vec<_>>()
+                .prop_map(|p| p.concat())
+                .boxed()
+        })
+        .collect();
+    let all: Vec<&'static str> = shapes
+        .iter()
+        .flat_map(|slots| slots.iter().flat_map(|s| s.iter().copied()))
+        .collect();
+    let mixed = proptest::collection::vec(proptest::sample::select(all), 0..12)
+        .prop_map(|p| p.concat())
+        .boxed();
+    for _ in 0..shapes.len().div_ceil(2) {
+        strategies.push(mixed.clone());
+    }
+    let matched = std::cell::Cell::new(0usize);
+    let mut runner = TestRunner::new(Config::with_cases(6000));
+    let result = runner.run(&Union::new(strategies), |text| {
+        let want = fwd.is_match(&text);
+        matched.set(matched.get() + usize::from(want));
+        prop_assert_eq!(want, rev.is_match(&text), "look-back {:?}", text);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    // The generator must reach the pattern, not only its misses.
+    let matched = matched.get();
+    assert!(matched >= 300, "only {matched} look-backs matched");
+}

@@ -4,7 +4,7 @@
 
 use super::{re, Rule, Spec};
 use crate::output::detectors::{Action, Category};
-use crate::output::matcher::{ByteSet, Matcher, RegexRun};
+use crate::output::matcher::{ByteSet, Lookback, Matcher, RegexRun};
 
 const EMAIL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9._%+@-");
 const ALNUM: ByteSet = ByteSet::from_spec(b"A-Za-z0-9");
@@ -335,17 +335,21 @@ fn valid_card(s: &str) -> bool {
     }
 }
 
+/// The look-back of a social-security number: its name, then words like "is" or "number" and a
+/// colon, on the same line. The definition; the detector matches `SSN_CONTEXT_REV`.
+#[cfg(test)]
+const SSN_CONTEXT: &str = r"(?i)(?:\bssns?|social[ -]security(?:[ -](?:numbers?|nos?\.?|#))?|\bss ?#)[ \t]*(?:(?:is|was|of|number|no\.?|#)[ \t]*)*[:=]?[ \t]*$";
+/// `SSN_CONTEXT` read backwards, anchored at the look-back's end.
+const SSN_CONTEXT_REV: &str = r"(?i)^[ \t]*[:=]?(?:[ \t]*(?:si|saw|fo|rebmun|\.?on|#))*[ \t]*(?:s?nss\b|(?:(?:s?rebmun|\.?s?on|#)[ -])?ytiruces[ -]laicos|# ?ss\b)";
+
 /// Nine digits in any grouping, after a social-security context within the same line.
 fn ssn_in_context() -> Option<Matcher> {
     let r = re(r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}|[0-9]{3}-[0-9]{6}|[0-9]{5}-[0-9]{4}")?;
-    let ctx = re(
-        r"(?i)(?:\bssns?|social[ -]security(?:[ -](?:numbers?|nos?\.?|#))?|\bss ?#)[ \t]*(?:(?:is|was|of|number|no\.?|#)[ \t]*)*[:=]?[ \t]*$",
-    )?;
     number_after(
         RegexRun::new(SSN_CLASS, DIGIT, r)
             .shrink()
             .context_words(&["ss", "social"]),
-        ctx,
+        Lookback::reversed(re(SSN_CONTEXT_REV)?),
         valid_ssn,
         9,
     )
@@ -355,7 +359,7 @@ fn ssn_in_context() -> Option<Matcher> {
 /// digits, not touching letters or digits, accepted by `validate`.
 fn number_after(
     run: RegexRun,
-    context: regex_lite::Regex,
+    context: Lookback,
     validate: fn(&str) -> bool,
     digits: usize,
 ) -> Option<Matcher> {
@@ -647,15 +651,19 @@ fn valid_phone(s: &str) -> bool {
         && !(pairs && d[0] != 0)
 }
 
+/// The look-back of a phone number in bare digits: a phone word, then words like "is" or "no."
+/// and a colon, on the same line. The definition; the detector matches `PHONE_CONTEXT_REV`.
+#[cfg(test)]
+const PHONE_CONTEXT: &str = r"(?i)\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms|call|number|no)(?:[ \t]+(?:is|number|no\.?|#))*[ \t]*[.:#=]?[ \t]*$";
+/// `PHONE_CONTEXT` read backwards, anchored at the look-back's end.
+const PHONE_CONTEXT_REV: &str = r"(?i)^[ \t]*[.:#=]?[ \t]*(?:(?:si|rebmun|\.?on|#)[ \t]+)*(?:enohp|let|enohpelet|elibom|llec|xaf|ppastahw|sms|llac|rebmun|on)\b";
+
 /// Bare digits after a phone context within the same line.
 fn phone_in_context() -> Option<Matcher> {
     let r = re(r"\+?[0-9]{10,15}")?;
-    let ctx = re(
-        r"(?i)\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|sms|call|number|no)(?:[ \t]+(?:is|number|no\.?|#))*[ \t]*[.:#=]?[ \t]*$",
-    )?;
     number_after(
         RegexRun::new(PHONE_CLASS, PHONE_START, r),
-        ctx,
+        Lookback::reversed(re(PHONE_CONTEXT_REV)?),
         bare_phone,
         10,
     )
@@ -704,4 +712,66 @@ fn valid_ipv4(s: &str) -> bool {
 
 fn valid_ipv6(s: &str) -> bool {
     s.matches(':').count() >= 2 && s.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::rules::check_reversed_lookback;
+
+    /// Look-backs of numbers after their context: words, joining words, separators.
+    const SHAPES: &[&[&[&str]]] = &[&[
+        &["", "", "x", "x ", "\n", "9", "é", "_"],
+        &[
+            "ssn",
+            "SSNs",
+            "ss",
+            "ss #",
+            "ss#",
+            "social security",
+            "Social-Security number",
+            "social security nos.",
+            "social security #",
+            "socialsecurity",
+            "phone",
+            "Tel",
+            "telephone",
+            "mobile",
+            "cell",
+            "fax",
+            "whatsapp",
+            "sms",
+            "call",
+            "number",
+            "no",
+            "cellar",
+            "",
+        ],
+        &["", "", " ", "  ", "\t", "\n", "x"],
+        &[
+            "",
+            "",
+            "is",
+            "was",
+            "of",
+            "number",
+            "no.",
+            "no",
+            "#",
+            "is number",
+        ],
+        &["", " ", "\t", " is"],
+        &["", "", ":", "=", ".", "#", "-"],
+        &["", "", " ", "  ", "\t", "\n"],
+    ]];
+
+    #[test]
+    fn reversed_ssn_context_matches_its_definition() {
+        check_reversed_lookback(SSN_CONTEXT, SSN_CONTEXT_REV, SHAPES);
+    }
+
+    #[test]
+    fn reversed_phone_context_matches_its_definition() {
+        check_reversed_lookback(PHONE_CONTEXT, PHONE_CONTEXT_REV, SHAPES);
+    }
 }

@@ -5,7 +5,7 @@
 use super::{re, Rule, Spec};
 use crate::codec::base64_decode;
 use crate::output::detectors::{Action, Category};
-use crate::output::matcher::{ByteSet, Matcher, OpenEnd, RegexRun, Tri};
+use crate::output::matcher::{ByteSet, Lookback, Matcher, OpenEnd, RegexRun, Tri};
 
 const ALNUM: ByteSet = ByteSet::from_spec(b"A-Za-z0-9");
 const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
@@ -524,7 +524,7 @@ fn aws_secret() -> Option<Matcher> {
     // The value is a whole run of exactly 40 bytes of the class.
     let run = RegexRun::whole(BASE64_CLASS, BASE64_CLASS)
         .validate(|v| v.len() == 40 && entropy(v) > 3.5)
-        .context(ctx)
+        .context(Lookback::forward(ctx))
         .context_words(&["aws"])
         .context_gate(ASSIGN)
         .min_len(40);
@@ -533,6 +533,8 @@ fn aws_secret() -> Option<Matcher> {
 
 /// Names under which secrets are assigned in code, config files and prose.
 const SECRET_NAMES: &str = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|sharedaccesskey|auth[_-]?(?:key|token)|[_-]auth|client[_-]?secret|private[_-]?key|credential)s?[A-Za-z0-9_.-]{0,20}";
+/// [`SECRET_NAMES`] read backwards.
+const SECRET_NAMES_REV: &str = r"[A-Za-z0-9_.-]{0,20}s?(?:(?:drow|dw|esarhp)?ssap|dwp|terces|nekot|yek[_-]?ipa|yekipa|yek[_-]?ssecca|yek[_-]?tnuocca|yeksseccaderahs|(?:yek|nekot)[_-]?htua|htua[_-]|terces[_-]?tneilc|yek[_-]?etavirp|laitnederc)";
 
 /// Words one of which every name in [`SECRET_NAMES`] contains (a cheap filter before it).
 const SECRET_NAME_WORDS: &[&str] = &[
@@ -547,26 +549,57 @@ const SECRET_NAME_WORDS: &[&str] = &[
 
 /// Assignment operators across config files and languages.
 const ASSIGN_OPS: &str = r"(?:::=|:::=|:=|=>|\?=|\.=|\|\|=|[:=])";
+/// [`ASSIGN_OPS`] read backwards.
+const ASSIGN_OPS_REV: &str = r"(?:=::|=:::|=:|>=|=\?|=\.|=\|\||[:=])";
 
 /// Names that hold identifiers, locations or public values, not secrets.
+#[cfg(test)]
 const NOT_SECRET_NAMES: &str = r#"(?i)(?:(?:id|ids|name|names|url|uri|path|file|dir|type|mode|public[a-z_]*)(?:["'\]>]|\s+[a-z]+)?|(?:csrf|xsrf|nonce)[A-Za-z0-9_.-]*)\s{0,3}"#;
+/// `NOT_SECRET_NAMES` read backwards.
+const NOT_SECRET_NAMES_REV: &str = r#"(?i)\s{0,3}(?:(?:["'\]>]|[a-z]+\s+)?(?:di|sdi|eman|seman|lru|iru|htap|elif|rid|epyt|edom|[a-z_]*cilbup)|[A-Za-z0-9_.-]*(?:frsc|frsx|ecnon))"#;
+
+/// The look-back of a value assigned to a secret name: an assignment, an XML element, or the
+/// first argument of a call. The definition; the detector matches [`assignment_context_rev`].
+#[cfg(test)]
+fn assignment_context() -> String {
+    format!(
+        r#"(?i)(?:{SECRET_NAMES}["'\]]?(?:\s+(?:string|str|var|const|let))?\s{{0,3}}{ASSIGN_OPS}\s{{0,3}}["'`]?|<[A-Za-z0-9_.:-]*{SECRET_NAMES}>\s*|{SECRET_NAMES}["']\s*,\s*["'])$"#
+    )
+}
+
+/// `assignment_context` read backwards, anchored at the look-back's end.
+fn assignment_context_rev() -> String {
+    format!(
+        r#"(?i)^(?:["'`]?\s{{0,3}}{ASSIGN_OPS_REV}\s{{0,3}}(?:(?:gnirts|rts|rav|tsnoc|tel)\s+)?["'\]]?{SECRET_NAMES_REV}|\s*>{SECRET_NAMES_REV}[A-Za-z0-9_.:-]*<|["']\s*,\s*["']{SECRET_NAMES_REV})"#
+    )
+}
+
+/// A name that holds no secret right before the value. The definition; the detectors match
+/// [`not_secret_names_rev`].
+#[cfg(test)]
+fn not_secret_names() -> String {
+    format!(r#"{NOT_SECRET_NAMES}(?:{ASSIGN_OPS}|,)?\s{{0,3}}["'`]?$"#)
+}
+
+/// `not_secret_names` read backwards, anchored at the look-back's end.
+fn not_secret_names_rev() -> String {
+    format!(r#"(?i)^["'`]?\s{{0,3}}(?:{ASSIGN_OPS_REV}|,)?{NOT_SECRET_NAMES_REV}"#)
+}
 
 /// `password: "value"`: the value is its own run; the name stands before it, as an
 /// assignment, an XML element, or the first argument of a call (`set("api_token", "...")`).
 fn assignment_value() -> Option<Matcher> {
-    let ctx = re(&format!(
-        r#"(?i)(?:{SECRET_NAMES}["'\]]?(?:\s+(?:string|str|var|const|let))?\s{{0,3}}{ASSIGN_OPS}\s{{0,3}}["'`]?|<[A-Za-z0-9_.:-]*{SECRET_NAMES}>\s*|{SECRET_NAMES}["']\s*,\s*["'])$"#
-    ))?;
-    let deny = not_secret_names()?;
+    let ctx = re(&assignment_context_rev())?;
+    let deny = re(&not_secret_names_rev())?;
     // The value is the whole run: 8 to 200 bytes without `=` or `:`, then at most two `=`
     // of padding (the class holds no white space).
     let run = RegexRun::whole(VALUE_CLASS, VALUE_CLASS);
     // A plausible secret has a digit: runs without one are not looked at.
     Some(Matcher::Regex(Box::new(
         run.validate(|v| assigned_value_shape(v) && plausible_secret(v))
-            .context(ctx)
+            .context(Lookback::reversed(ctx))
             .context_words(SECRET_NAME_WORDS)
-            .context_deny(deny)
+            .context_deny(Lookback::reversed(deny))
             .context_gate(ASSIGN)
             .trigger(DIGIT)
             .min_len(8),
@@ -577,12 +610,6 @@ fn assignment_value() -> Option<Matcher> {
 fn assigned_value_shape(v: &str) -> bool {
     let body = v.trim_end_matches('=');
     v.len() - body.len() <= 2 && (8..=200).contains(&body.len()) && !body.contains([':', '='])
-}
-
-fn not_secret_names() -> Option<regex_lite::Regex> {
-    re(&format!(
-        r#"{NOT_SECRET_NAMES}(?:{ASSIGN_OPS}|,)?\s{{0,3}}["'`]?$"#
-    ))
 }
 
 /// The password of `scheme://user:password@host`, in URLs and connection strings.
@@ -610,7 +637,7 @@ fn assignment_inline() -> Option<Matcher> {
             .keywords(SECRET_NAME_WORDS)
             .group(1)
             .validate(plausible_secret)
-            .context_deny(not_secret_names()?)
+            .context_deny(Lookback::reversed(re(&not_secret_names_rev())?))
             .min_len(11),
     )))
 }
@@ -1025,4 +1052,124 @@ fn identifier(v: &str) -> bool {
         digits <= 5 && p.bytes().take_while(u8::is_ascii_alphabetic).count() + digits >= p.len()
             || (p.len() <= 3 && digits == p.len())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::rules::check_reversed_lookback;
+
+    const NAMES: &[&str] = &[
+        "pass",
+        "Password",
+        "passphrase",
+        "pwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "access-key",
+        "accountKey",
+        "sharedaccesskey",
+        "auth_token",
+        "authkey",
+        "-auth",
+        "client_secret",
+        "private-key",
+        "credential",
+        "key",
+        "id",
+        "names",
+        "url",
+        "path",
+        "type",
+        "mode",
+        "public_x",
+        "csrf",
+        "xsrf_t",
+        "nonce",
+        "x",
+    ];
+    /// Name suffixes, around the twenty bytes a name may carry.
+    const SUFFIX: &[&str] = &[
+        "",
+        "",
+        "s",
+        "_x",
+        ".y9",
+        "sx_a_b_c_d_e_f_g_h_ij",
+        "_a_b_c_d_e_f_g_h_i_j",
+        "a_b_c_d_e_f_g_h_i_j",
+        "-",
+        " value",
+    ];
+    const BLANKS: &[&str] = &["", "", " ", "   ", "    ", "\t", "\n"];
+    const OPS: &[&str] = &[
+        "=", ":", ":=", "::=", ":::=", "=>", "?=", ".=", "||=", "|=", ",", "", "-",
+    ];
+    const QUOTE: &[&str] = &["", "", "\"", "'", "`", "]"];
+    const BEFORE: &[&str] = &["", "", "x", " ", "é", "\n", "<", "<a.b:", "<a é", "9", "_"];
+    const END: &[&str] = &["", "", "", "x", " "];
+
+    /// Look-backs of assignments, elements and calls (and of names that hold no secret).
+    const SHAPES: &[&[&[&str]]] = &[
+        // name = "
+        &[
+            BEFORE,
+            NAMES,
+            SUFFIX,
+            QUOTE,
+            &[
+                "", "", " string", " const", "  let", " var", " str", "string",
+            ],
+            BLANKS,
+            OPS,
+            BLANKS,
+            QUOTE,
+            END,
+        ],
+        // <name>
+        &[
+            BEFORE,
+            &["<", "<a.b:", "<x", "", "< "],
+            NAMES,
+            SUFFIX,
+            &[">", ">", "", "]"],
+            BLANKS,
+            END,
+        ],
+        // set("name", "
+        &[
+            BEFORE,
+            NAMES,
+            SUFFIX,
+            QUOTE,
+            BLANKS,
+            &[",", ",", "", ";"],
+            BLANKS,
+            QUOTE,
+            END,
+        ],
+        // names that hold no secret: id = , url" , type value:
+        &[
+            BEFORE,
+            NAMES,
+            &["", "\"", "]", ">", " word", "  a", " 9"],
+            BLANKS,
+            OPS,
+            BLANKS,
+            QUOTE,
+            END,
+        ],
+    ];
+
+    #[test]
+    fn reversed_assignment_context_matches_its_definition() {
+        check_reversed_lookback(&assignment_context(), &assignment_context_rev(), SHAPES);
+    }
+
+    #[test]
+    fn reversed_secret_name_denial_matches_its_definition() {
+        check_reversed_lookback(&not_secret_names(), &not_secret_names_rev(), SHAPES);
+    }
 }
