@@ -217,7 +217,10 @@ fn main() {
             } else {
                 "16 KiB".to_string()
             };
-            println!("| {name} | {label} | {:.0} |", throughput(&s, t, chunk));
+            let mbs = throughput(&s, t, chunk);
+            // Below 10 MB/s a whole number hides differences that matter.
+            let prec = usize::from(mbs < 10.0);
+            println!("| {name} | {label} | {mbs:.prec$} |");
         }
     }
     let one_shot = {
