@@ -125,7 +125,7 @@ pub fn text_features(skel: &str, mut emit: impl FnMut(usize, u32)) {
         let class = CLASS[usize::from(raw)];
         // A word that ended before this byte comes before this byte's 4-gram.
         words.push(raw, class, i, &mut emit);
-        if let Some(h) = grams.push(raw, class) {
+        if let Some(h) = grams.push(raw) {
             emit(i, h);
         }
     }
@@ -134,42 +134,60 @@ pub fn text_features(skel: &str, mut emit: impl FnMut(usize, u32)) {
 
 /// 4-grams over the text with white-space runs folded to one space, byte by byte.
 struct Grams {
+    /// The last four bytes taken (white space as a space). It starts as a space, so white
+    /// space at the start of the text folds away.
     gram: u32,
-    /// Which of the gram's four bytes are word bytes: grams of only spaces and punctuation
-    /// (table rules, indentation, separator lines) repeat by the hundred and say nothing.
+    /// Which of the bytes taken are word bytes, the last in the lowest bit: grams of only
+    /// spaces and punctuation (table rules, indentation, separator lines) repeat by the
+    /// hundred and say nothing.
     wordy: u32,
+    /// How many bytes have been taken, up to four.
     filled: u32,
-    last_space: bool,
 }
 
 impl Default for Grams {
     fn default() -> Self {
         Grams {
-            gram: 0,
+            gram: u32::from(b' '),
             wordy: 0,
             filled: 0,
-            last_space: true,
         }
     }
 }
 
 impl Grams {
-    /// The next byte and its class; the hash of the 4-gram it ends, if that is a feature.
+    /// Takes the next byte, unless it is white space after white space (the run folds to the
+    /// space already taken); says whether it was taken. Counts nothing.
     #[inline(always)]
-    fn push(&mut self, raw: u8, class: u8) -> Option<u32> {
-        let space = class == 1;
-        let mut feature = None;
-        if !(space && self.last_space) {
-            let b = if space { b' ' } else { raw };
-            self.gram = (self.gram << 8) | u32::from(b);
-            self.wordy = ((self.wordy << 1) | u32::from(class == 2)) & 0xf;
-            self.filled = self.filled.saturating_add(1);
-            if self.filled >= 4 && self.wordy != 0 {
-                feature = Some((self.gram ^ GRAM).wrapping_mul(GOLDEN));
-            }
+    fn take(&mut self, raw: u8) -> bool {
+        let t = GRAM_BYTE[usize::from(raw)];
+        let next = self.gram << 8 | u32::from(t as u8);
+        if next & 0xffff == 0x2020 {
+            return false;
         }
-        self.last_space = space;
-        feature
+        self.gram = next;
+        self.wordy = self.wordy << 1 | u32::from(t >> 8);
+        true
+    }
+
+    /// The hash of the 4-gram of the last four bytes taken, if that is a feature.
+    #[inline(always)]
+    fn feature(&self) -> Option<u32> {
+        (self.wordy & 0xf != 0).then(|| (self.gram ^ GRAM).wrapping_mul(GOLDEN))
+    }
+
+    /// The next byte: the hash of the 4-gram it ends, if that is a feature.
+    #[inline(always)]
+    fn push(&mut self, raw: u8) -> Option<u32> {
+        if !self.take(raw) {
+            return None;
+        }
+        self.filled = (self.filled + 1).min(4);
+        if self.filled < 4 {
+            None
+        } else {
+            self.feature()
+        }
     }
 }
 
@@ -434,37 +452,25 @@ impl Model {
         let bits = self.bits;
         // `bucket` is below 2^bits, the table's length (checked when the file is read).
         let weight = |h: u32| i32::from(weights.get(bucket(h, bits)).copied().unwrap_or(0));
-        // The 4-grams: the first ones until four bytes are taken, then block by block.
+        // The 4-grams: the first ones until four bytes are taken, then block by block with
+        // no count to keep.
         let mut grams = Grams::default();
         let mut i = 0;
         while grams.filled < 4 && i < bytes.len() {
-            let raw = bytes[i];
-            if let (Some(h), Some(b)) = (
-                grams.push(raw, CLASS[usize::from(raw)]),
-                blocks.get_mut(i / BLOCK),
-            ) {
+            if let (Some(h), Some(b)) = (grams.push(bytes[i]), blocks.get_mut(i / BLOCK)) {
                 b.0 += weight(h);
                 b.1 += 1;
             }
             i += 1;
         }
-        let (mut gram, mut wordy) = (grams.gram, grams.wordy);
         for (k, block) in blocks.iter_mut().enumerate() {
             let chunk = bytes
                 .get(i.max(k * BLOCK)..bytes.len().min((k + 1) * BLOCK))
                 .unwrap_or(&[]);
             let (mut sum, mut n) = *block;
             for &raw in chunk {
-                let t = GRAM_BYTE[usize::from(raw)];
-                let next = gram << 8 | u32::from(t as u8);
-                // A space after a space: the run folds to the one already taken.
-                if next & 0xffff == 0x2020 {
-                    continue;
-                }
-                gram = next;
-                wordy = wordy << 1 | u32::from(t >> 8);
-                if wordy & 0xf != 0 {
-                    sum += weight((gram ^ GRAM).wrapping_mul(GOLDEN));
+                if let Some(h) = grams.take(raw).then(|| grams.feature()).flatten() {
+                    sum += weight(h);
                     n += 1;
                 }
             }
@@ -548,6 +554,59 @@ impl Bag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The features as the first one-pass reading defined them.
+    fn text_features_reference(skel: &str) -> Vec<(usize, u32)> {
+        let mut out = Vec::new();
+        let bytes = skel.as_bytes();
+        let (mut gram, mut wordy, mut filled, mut last_space) = (0u32, 0u32, 0u32, true);
+        let (mut word_hash, mut word_len, mut prev) = (FNV_OFFSET ^ WORD, 0usize, None);
+        for (i, &raw) in bytes.iter().enumerate() {
+            let class = CLASS[usize::from(raw)];
+            if class == 2 {
+                word_hash = fnv_step(word_hash, raw);
+                word_len += 1;
+            } else if word_len > 0 {
+                prev = Some(word(word_hash, word_len, i - 1, prev, &mut |p, h| {
+                    out.push((p, h))
+                }));
+                (word_hash, word_len) = (FNV_OFFSET ^ WORD, 0);
+            }
+            let space = class == 1;
+            if !(space && last_space) {
+                gram = (gram << 8) | u32::from(if space { b' ' } else { raw });
+                wordy = ((wordy << 1) | u32::from(class == 2)) & 0xf;
+                filled += 1;
+                if filled >= 4 && wordy != 0 {
+                    out.push((i, (gram ^ GRAM).wrapping_mul(GOLDEN)));
+                }
+            }
+            last_space = space;
+        }
+        if word_len > 0 {
+            word(word_hash, word_len, bytes.len() - 1, prev, &mut |p, h| {
+                out.push((p, h))
+            });
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// White-space runs anywhere (first, last, mixed kinds), punctuation-only stretches,
+        /// long words and bytes beyond ASCII.
+        #[test]
+        fn text_features_match_their_definition(
+            parts in proptest::collection::vec(
+                "([a-z]{1,8}|[A-Za-z0-9]{20,40}|[ \\n\\t\\r]{1,4}|[.,;:!?-]{1,5}|é[a-z]{0,3}|\\x00)",
+                0..60,
+            ),
+        ) {
+            let text: String = parts.concat();
+            let mut got = Vec::new();
+            text_features(&text, |p, h| got.push((p, h)));
+            proptest::prop_assert_eq!(got, text_features_reference(&text));
+        }
+    }
 
     /// The logit as one pass over `text_features` computes it, window by window.
     fn logit_reference(m: &Model, skel: &str, lower: &str) -> f32 {
