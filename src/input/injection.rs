@@ -233,15 +233,13 @@ impl InjectionScanner {
                 folded,
             } = self.rule_view(text);
             if self.model.is_some() {
-                let text_skel = folded.unwrap_or_else(|| text_lower.clone());
-                // The first text's views are moved in, later ones appended.
-                for (acc, part) in [(&mut skel, text_skel), (&mut lower, text_lower)] {
-                    if acc.is_empty() {
-                        *acc = part;
-                    } else {
+                // Each text's views are appended, a line apart.
+                let text_skel = folded.as_deref().unwrap_or(&text_lower);
+                for (acc, part) in [(&mut skel, text_skel), (&mut lower, text_lower.as_str())] {
+                    if !acc.is_empty() {
                         acc.push('\n');
-                        acc.push_str(&part);
                     }
+                    acc.push_str(part);
                 }
             }
             keep *= 1.0 - score * s;
