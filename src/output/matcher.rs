@@ -363,7 +363,8 @@ impl<'a> View<'a> {
         View {
             leads: hits
                 .and_then(|h| h.per.get(det))
-                .map(|v| (v.as_slice(), base)),
+                .and_then(|v| v.as_deref())
+                .map(|v| (v, base)),
             ..*self
         }
     }
@@ -376,21 +377,29 @@ pub struct Leads {
     ac: AhoCorasick,
     /// Every lead, with the detector (by index in the scanner) it belongs to.
     pats: Vec<(&'static str, usize)>,
-    detectors: usize,
+    /// Per detector, whether its leads are in the shared pass.
+    shared: Vec<bool>,
     longest: usize,
 }
+
+/// The shortest lead the shared pass takes. Its prefilter fingerprints every lead by as many
+/// leading bytes as the shortest one has: one two-byte lead (`SK`) would make common pairs of
+/// letters candidates for all of them. A detector with a shorter lead searches on its own.
+const SHARED_LEAD_MIN: usize = 3;
 
 impl Leads {
     /// The shared automaton over the token detectors among `matchers` (`None` when there are
     /// none, or it does not build: each detector then searches on its own).
     pub fn new<'m>(matchers: impl IntoIterator<Item = &'m Matcher>) -> Option<Leads> {
         let mut pats: Vec<(&'static str, usize)> = Vec::new();
-        let mut detectors = 0;
+        let mut shared = Vec::new();
         for (i, m) in matchers.into_iter().enumerate() {
-            detectors = i + 1;
-            if let Matcher::Token(t) = m {
+            let take = matches!(m, Matcher::Token(t)
+                if t.leads.iter().all(|l| l.len() >= SHARED_LEAD_MIN));
+            if let (true, Matcher::Token(t)) = (take, m) {
                 pats.extend(t.leads.iter().map(|l| (*l, i)));
             }
+            shared.push(take);
         }
         if pats.is_empty() {
             return None;
@@ -403,17 +412,18 @@ impl Leads {
         Some(Leads {
             ac,
             pats,
-            detectors,
+            shared,
             longest,
         })
     }
 }
 
 /// Lead occurrences found so far in a text that grows at the end and is dropped from the
-/// front (a stream's retained text), per detector, as sorted absolute starts.
+/// front (a stream's retained text), per detector, as sorted absolute starts (`None` for a
+/// detector outside the shared pass).
 #[derive(Debug, Clone, Default)]
 pub struct LeadHits {
-    per: Vec<Vec<usize>>,
+    per: Vec<Option<Vec<usize>>>,
     /// Every occurrence ending at or before this absolute offset is recorded.
     indexed_to: usize,
 }
@@ -421,8 +431,8 @@ pub struct LeadHits {
 impl LeadHits {
     /// Records the occurrences that `text` (starting at absolute offset `base`) completes.
     pub fn extend(&mut self, leads: &Leads, text: &str, base: usize) {
-        if self.per.len() < leads.detectors {
-            self.per.resize(leads.detectors, Vec::new());
+        if self.per.len() < leads.shared.len() {
+            self.per = leads.shared.iter().map(|&s| s.then(Vec::new)).collect();
         }
         let end = base + text.len();
         if end <= self.indexed_to {
@@ -445,7 +455,7 @@ impl LeadHits {
                 if bytes[s..].starts_with(lead.as_bytes())
                     && base + s + lead.len() > self.indexed_to
                 {
-                    if let Some(v) = self.per.get_mut(*det) {
+                    if let Some(Some(v)) = self.per.get_mut(*det) {
                         v.push(base + s);
                         touched = true;
                     }
@@ -457,7 +467,7 @@ impl LeadHits {
             // Starts come in order within one pass, but a new occurrence (ending past the old
             // `indexed_to`) may start before one recorded earlier, and two leads of one
             // detector can share a start across passes.
-            for v in &mut self.per {
+            for v in self.per.iter_mut().flatten() {
                 if !v.is_sorted() {
                     v.sort_unstable();
                 }
@@ -469,7 +479,7 @@ impl LeadHits {
 
     /// Forgets occurrences that start before absolute offset `base`.
     pub fn trim(&mut self, base: usize) {
-        for v in &mut self.per {
+        for v in self.per.iter_mut().flatten() {
             let n = v.partition_point(|&h| h < base);
             v.drain(..n);
         }
@@ -1098,7 +1108,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Two token detectors with overlapping leads around a detector that has none.
+    /// Two token detectors with overlapping leads around a detector that has none, and one
+    /// whose short lead keeps it out of the shared pass.
     fn lead_matchers() -> Vec<Matcher> {
         let judge: fn(&str, bool) -> Tri = |_, _| Tri::No;
         let class = ByteSet::from_spec(b"A-Za-z0-9_-");
@@ -1108,29 +1119,31 @@ mod tests {
             token(vec!["sk-", "sk-ant-"]),
             Literals::new(&["canary".to_string()], false).map(Matcher::Literals),
             token(vec!["ant-", "hf_", "k-a"]),
+            token(vec!["sk", "xyz"]),
         ]
         .into_iter()
         .flatten()
         .collect()
     }
 
-    /// Every start of every lead of each detector, sorted and without repeats.
-    fn naive_hits(matchers: &[Matcher], text: &str, from: usize) -> Vec<Vec<usize>> {
+    /// Every start of every lead of each detector in the shared pass (token detectors whose
+    /// leads are all at least three bytes), sorted and without repeats.
+    fn naive_hits(matchers: &[Matcher], text: &str, from: usize) -> Vec<Option<Vec<usize>>> {
         matchers
             .iter()
-            .map(|m| {
-                let mut v: Vec<usize> = match m {
-                    Matcher::Token(t) => t
+            .map(|m| match m {
+                Matcher::Token(t) if t.leads.iter().all(|l| l.len() >= 3) => {
+                    let mut v: Vec<usize> = t
                         .leads
                         .iter()
                         .flat_map(|l| (0..text.len()).filter(move |&i| text[i..].starts_with(l)))
                         .filter(|&i| i >= from)
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                v.sort_unstable();
-                v.dedup();
-                v
+                        .collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    Some(v)
+                }
+                _ => None,
             })
             .collect()
     }
