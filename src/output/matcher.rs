@@ -16,6 +16,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_lite::Regex;
 
+use super::words::Words;
 pub use crate::byteset::ByteSet;
 
 /// What a detector knows about the text from a position on.
@@ -114,12 +115,12 @@ pub struct RegexRun {
     pub context: Option<Lookback>,
     /// Words (any ASCII case) one of which every match of `context` contains: a look-back
     /// without any of them is rejected before any regex runs.
-    pub context_words: Option<AhoCorasick>,
+    pub context_words: Option<Words>,
     /// A value of this detector stays open after its match, e.g. a PEM header.
     pub open_end: Option<OpenEnd>,
     /// If set, a run piece is only examined if it holds one of these words (any ASCII case): a
     /// cheap filter before the regex (built-in rules' name words, custom detectors' keywords).
-    pub keywords: Option<AhoCorasick>,
+    pub keywords: Option<Words>,
     /// The value may not touch an ASCII letter or digit on either side in the text.
     pub bounded: bool,
     /// Run pieces shorter than this cannot hold a value and are skipped.
@@ -221,10 +222,7 @@ impl RegexRun {
 
     /// The look-back context needs one of `words` (ASCII case ignored); see `context_words`.
     pub fn context_words(mut self, words: &[&str]) -> Self {
-        self.context_words = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .build(words)
-            .ok();
+        self.context_words = Words::new(words);
         self
     }
 
@@ -235,10 +233,7 @@ impl RegexRun {
 
     /// Examines only run pieces holding one of `words` (ASCII case ignored).
     pub fn keywords(mut self, words: &[&str]) -> Self {
-        self.keywords = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .build(words)
-            .ok();
+        self.keywords = Words::new(words);
         self
     }
 }
@@ -707,7 +702,7 @@ impl RegexRun {
                     let Some(m) = words.find(&bytes[lo..]) else {
                         return Candidate::None;
                     };
-                    let k = lo + m.start();
+                    let k = lo + m;
                     limit = k + 64;
                     if k.saturating_sub(9) > g {
                         j = k - 9;
@@ -754,7 +749,7 @@ impl RegexRun {
             }
         }
         if let Some(k) = &self.keywords {
-            if !k.is_match(text) {
+            if !k.is_match(text.as_bytes()) {
                 return None;
             }
         }
@@ -764,7 +759,7 @@ impl RegexRun {
             v.text.get(lo..piece)
         };
         if let Some(w) = &self.context_words {
-            if !lookback().is_some_and(|before| w.is_match(before)) {
+            if !lookback().is_some_and(|before| w.is_match(before.as_bytes())) {
                 return None;
             }
         }

@@ -1,0 +1,348 @@
+//! A few words searched in any ASCII letter case, for the leftmost start of one of them: the
+//! context words of the output detectors (`pass`, `token`, `key`, ... before an assigned
+//! secret).
+//!
+//! Such words begin with common letters. An automaton's prefilter then has no rare byte to skip
+//! by and walks every byte through its states (about 2 ns a byte natively), and on code and
+//! prose the secret-assignment detector spent most of its time there. Words that begin with
+//! three letters are found here by those letters instead, 16 positions at a time: a position is
+//! a candidate when its three bytes, with case folded, are among the words' first, second and
+//! third letters (vector compares, SSE2 natively and simd128 as wasm); each candidate is checked
+//! against the exact trigrams, then compared whole. Bytes `b | 0x20` is a lower-case letter only
+//! for the letters of either case, so the folding lets nothing else through. Any other word list,
+//! or a single word (whose prefilter finds its rarest byte with `memchr`), keeps the automaton.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+
+/// At most this many distinct letters per position take the vector path.
+const MAX_LETTERS: usize = 8;
+
+pub enum Words {
+    Automaton(AhoCorasick),
+    Letters(Trigrams),
+}
+
+pub struct Trigrams {
+    /// Lower-case words.
+    words: Vec<Vec<u8>>,
+    /// The distinct lower-case letters at positions 0, 1 and 2 of the words.
+    letters: [Vec<u8>; 3],
+    /// Bit [`trigram`] of each word's first three letters.
+    table: Box<[u64; 512]>,
+}
+
+/// Five bits per lower-case letter.
+#[inline]
+fn trigram(a: u8, b: u8, c: u8) -> usize {
+    usize::from(a & 0x1f) << 10 | usize::from(b & 0x1f) << 5 | usize::from(c & 0x1f)
+}
+
+impl Words {
+    /// `None` when there is no word, or the automaton does not build.
+    pub fn new(words: &[&str]) -> Option<Words> {
+        if words.is_empty() {
+            return None;
+        }
+        let lettered = words
+            .iter()
+            .all(|w| w.len() >= 3 && w.bytes().take(3).all(|b| b.is_ascii_alphabetic()));
+        if words.len() > 1 && lettered {
+            let words: Vec<Vec<u8>> = words
+                .iter()
+                .map(|w| w.to_ascii_lowercase().into_bytes())
+                .collect();
+            let mut letters: [Vec<u8>; 3] = Default::default();
+            let mut table = Box::new([0u64; 512]);
+            for w in &words {
+                for (k, set) in letters.iter_mut().enumerate() {
+                    if !set.contains(&w[k]) {
+                        set.push(w[k]);
+                    }
+                }
+                let t = trigram(w[0], w[1], w[2]);
+                table[t >> 6] |= 1 << (t & 63);
+            }
+            if letters.iter().all(|s| s.len() <= MAX_LETTERS) {
+                return Some(Words::Letters(Trigrams {
+                    words,
+                    letters,
+                    table,
+                }));
+            }
+        }
+        AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build(words)
+            .ok()
+            .map(Words::Automaton)
+    }
+
+    /// Start of the leftmost occurrence of a word in `hay`.
+    pub fn find(&self, hay: &[u8]) -> Option<usize> {
+        match self {
+            // No built-in word list has a word inside another, so the automaton's first match
+            // (the one that ends first) is also the leftmost.
+            Words::Automaton(ac) => ac.find(hay).map(|m| m.start()),
+            Words::Letters(t) => t.find(hay),
+        }
+    }
+
+    pub fn is_match(&self, hay: &[u8]) -> bool {
+        self.find(hay).is_some()
+    }
+}
+
+impl Trigrams {
+    /// Whether a word starts at `i` (`i + 2 < hay.len()`), given nothing about the bytes.
+    #[inline]
+    fn at(&self, hay: &[u8], i: usize) -> bool {
+        let (a, b, c) = (hay[i] | 0x20, hay[i + 1] | 0x20, hay[i + 2] | 0x20);
+        let t = trigram(a, b, c);
+        a.is_ascii_lowercase()
+            && b.is_ascii_lowercase()
+            && c.is_ascii_lowercase()
+            && self.table[t >> 6] & (1 << (t & 63)) != 0
+            && self.words.iter().any(|w| {
+                hay.get(i..i + w.len())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(w))
+            })
+    }
+
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match vector::find(self, hay) {
+            Scan::Found(p) => Some(p),
+            Scan::From(from) => (from..hay.len().saturating_sub(2)).find(|&i| self.at(hay, i)),
+        }
+    }
+
+    /// The reference: every position in turn (the tests hold the vector search to it).
+    #[cfg(test)]
+    fn find_scalar(&self, hay: &[u8]) -> Option<usize> {
+        (0..hay.len().saturating_sub(2)).find(|&i| self.at(hay, i))
+    }
+}
+
+/// What the vector search leaves to the scalar loop.
+enum Scan {
+    /// A word starts here.
+    Found(usize),
+    /// No word starts before this position.
+    From(usize),
+}
+
+/// The vector search over whole blocks of 16 positions.
+mod vector {
+    use super::{Scan, Trigrams};
+
+    /// 16 lanes of bytes.
+    trait Lanes: Copy {
+        /// # Safety
+        /// `p..p + 16` must be readable.
+        unsafe fn load(p: *const u8) -> Self;
+        fn splat(b: u8) -> Self;
+        fn or(self, o: Self) -> Self;
+        fn and(self, o: Self) -> Self;
+        fn eq(self, o: Self) -> Self;
+        /// The top bit of each lane, lane 0 in bit 0.
+        fn mask(self) -> u32;
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod arch {
+        use std::arch::x86_64::*;
+        #[derive(Clone, Copy)]
+        pub struct V(__m128i);
+        // SAFETY (every block below): SSE2 is part of every x86_64 target, so the intrinsics'
+        // target feature is always there.
+        impl super::Lanes for V {
+            unsafe fn load(p: *const u8) -> Self {
+                V(unsafe { _mm_loadu_si128(p.cast()) })
+            }
+            fn splat(b: u8) -> Self {
+                V(unsafe { _mm_set1_epi8(b as i8) })
+            }
+            fn or(self, o: Self) -> Self {
+                V(unsafe { _mm_or_si128(self.0, o.0) })
+            }
+            fn and(self, o: Self) -> Self {
+                V(unsafe { _mm_and_si128(self.0, o.0) })
+            }
+            fn eq(self, o: Self) -> Self {
+                V(unsafe { _mm_cmpeq_epi8(self.0, o.0) })
+            }
+            fn mask(self) -> u32 {
+                unsafe { _mm_movemask_epi8(self.0) as u32 }
+            }
+        }
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    mod arch {
+        use std::arch::wasm32::*;
+        #[derive(Clone, Copy)]
+        pub struct V(v128);
+        impl super::Lanes for V {
+            unsafe fn load(p: *const u8) -> Self {
+                V(unsafe { v128_load(p.cast()) })
+            }
+            fn splat(b: u8) -> Self {
+                V(u8x16_splat(b))
+            }
+            fn or(self, o: Self) -> Self {
+                V(v128_or(self.0, o.0))
+            }
+            fn and(self, o: Self) -> Self {
+                V(v128_and(self.0, o.0))
+            }
+            fn eq(self, o: Self) -> Self {
+                V(u8x16_eq(self.0, o.0))
+            }
+            fn mask(self) -> u32 {
+                u32::from(u8x16_bitmask(self.0))
+            }
+        }
+    }
+
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ))]
+    pub fn find(t: &Trigrams, hay: &[u8]) -> Scan {
+        search::<arch::V>(t, hay)
+    }
+
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )))]
+    pub fn find(_: &Trigrams, _: &[u8]) -> Scan {
+        Scan::From(0)
+    }
+
+    #[allow(dead_code)]
+    fn search<V: Lanes>(t: &Trigrams, hay: &[u8]) -> Scan {
+        let sets = t.letters.each_ref().map(|s| {
+            let mut v = [V::splat(0); super::MAX_LETTERS];
+            for (x, &b) in v.iter_mut().zip(s) {
+                *x = V::splat(b);
+            }
+            (v, s.len())
+        });
+        let fold = V::splat(0x20);
+        let member = |x: V, (set, n): &([V; super::MAX_LETTERS], usize)| {
+            let x = x.or(fold);
+            set[..*n].iter().fold(V::splat(0), |m, &l| m.or(x.eq(l)))
+        };
+        let mut i = 0;
+        // Positions i..i + 16 read bytes up to i + 18.
+        while i + 18 <= hay.len() {
+            let p = hay[i..].as_ptr();
+            // SAFETY: i + 18 <= hay.len(), so p..p + 18 is in `hay`.
+            let (a, b, c) = unsafe { (V::load(p), V::load(p.add(1)), V::load(p.add(2))) };
+            let mut m = member(a, &sets[0])
+                .and(member(b, &sets[1]))
+                .and(member(c, &sets[2]))
+                .mask();
+            while m != 0 {
+                let p = i + m.trailing_zeros() as usize;
+                if t.at(hay, p) {
+                    return Scan::Found(p);
+                }
+                m &= m - 1;
+            }
+            i += 16;
+        }
+        Scan::From(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: &[&str] = &[
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ];
+
+    fn naive(words: &[&str], hay: &[u8]) -> Option<usize> {
+        (0..hay.len()).find(|&i| {
+            words.iter().any(|w| {
+                hay.get(i..i + w.len())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(w.as_bytes()))
+            })
+        })
+    }
+
+    #[test]
+    fn lists_take_the_letter_search_or_the_automaton() {
+        assert!(matches!(Words::new(NAMES), Some(Words::Letters(_))));
+        assert!(matches!(Words::new(&["aws"]), Some(Words::Automaton(_))));
+        assert!(matches!(
+            Words::new(&["ss", "social"]),
+            Some(Words::Automaton(_))
+        ));
+        assert!(Words::new(&[]).is_none());
+    }
+
+    /// Every word at every offset of the first blocks, after near misses, in both cases: each
+    /// lane of the vector search and the scalar tail after it.
+    #[test]
+    fn finds_a_word_at_every_offset() {
+        let words = Words::new(NAMES).unwrap();
+        let filler = b"pa-sEc tok_Ke aU cRe pw 0=";
+        for word in NAMES {
+            for upper in [false, true] {
+                let w = if upper {
+                    word.to_ascii_uppercase()
+                } else {
+                    word.to_string()
+                };
+                for off in 0..70 {
+                    for tail in [0, 1, 17] {
+                        let mut hay: Vec<u8> = filler.iter().cycle().take(off).copied().collect();
+                        hay.extend_from_slice(w.as_bytes());
+                        hay.extend(filler.iter().cycle().take(tail));
+                        assert_eq!(words.find(&hay), naive(NAMES, &hay), "{hay:?}");
+                        assert_eq!(words.find(&hay), Some(off), "{hay:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn finds_the_leftmost_word_in_any_case(
+            parts in prop::collection::vec(
+                prop::sample::select(vec![
+                    "pass", "PaSs", "pas", "pwd", "PWD", "secre", "SECRET", "token", "tok",
+                    "key", "kEy", "ke", "auth", "AUT", "credential", "Credentia", "a", "k",
+                    "s", " ", "=", "x", "0", "\u{e9}", "\u{c0}", "@", "[", "`", "{",
+                ]),
+                0..60,
+            ),
+            list in 0usize..3,
+        ) {
+            let hay = parts.concat();
+            let lists: [&[&str]; 3] = [NAMES, &["aws"], &["ss", "social"]];
+            let words = Words::new(lists[list]).unwrap();
+            prop_assert_eq!(words.find(hay.as_bytes()), naive(lists[list], hay.as_bytes()));
+            if let Words::Letters(t) = &words {
+                prop_assert_eq!(t.find_scalar(hay.as_bytes()), t.find(hay.as_bytes()));
+            }
+        }
+
+        #[test]
+        fn every_byte_folds_exactly(hay in prop::collection::vec(any::<u8>(), 0..80)) {
+            let words = Words::new(NAMES).unwrap();
+            prop_assert_eq!(words.find(&hay), naive(NAMES, &hay));
+        }
+    }
+}
