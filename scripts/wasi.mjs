@@ -1,4 +1,5 @@
-// Runs a wasm32-wasip1 build of a benchmark under Node's WASI, on V8 like workerd.
+// Runs a wasm32-wasip1 build (a benchmark, or a test binary as cargo's runner) under Node's
+// WASI, on V8 like workerd: `node scripts/wasi.mjs FILE.wasm [ARGS...]`.
 import { readFile } from "node:fs/promises";
 import { WASI } from "node:wasi";
 import { argv, env, exit } from "node:process";
@@ -9,7 +10,7 @@ const pass = Object.fromEntries(
 );
 const wasi = new WASI({
   version: "preview1",
-  args: [argv[2]],
+  args: argv.slice(2),
   env: pass,
   preopens: pass.EDGEGUARD_BENCH_CORPUS ? { "/": "/" } : {},
   returnOnExit: true,
