@@ -1,8 +1,10 @@
 //! Sets of ASCII bytes with fast searches, shared by the layers that scan text byte by byte
 //! (the output detectors' runs, the input decoders' runs).
 
+use crate::lanes::{Lanes, V};
+
 /// A set of ASCII bytes, as a 256-bit map, with up to four inclusive ranges kept for a fast
-/// word-at-a-time skip in [`ByteSet::find`]. Bytes >= 0x80 are never members, so run
+/// sixteen-byte skip in [`ByteSet::find`]. Bytes >= 0x80 are never members, so run
 /// boundaries always fall on UTF-8 character boundaries.
 #[derive(Clone, Copy)]
 pub struct ByteSet {
@@ -15,9 +17,6 @@ pub struct ByteSet {
     /// Number of members in `few`, or 0 when the set has more than three.
     nfew: u8,
 }
-
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
 
 impl ByteSet {
     pub const fn empty() -> Self {
@@ -114,23 +113,6 @@ impl ByteSet {
         self.map[usize::from(b >> 6)] & (1 << (b & 63)) != 0
     }
 
-    /// The members among the 8 bytes of `w` (little-endian), as the top bit of each member
-    /// byte: exact, since the ranges are ASCII and bytes >= 0x80 are never members.
-    #[inline]
-    fn word_members(&self, w: u64) -> u64 {
-        let low7 = w & !HI;
-        let mut hit = 0;
-        for &(lo, hi) in &self.ranges[..usize::from(self.nranges)] {
-            // Bytes b with lo <= b <= hi, for b < 0x80 (the classic "has between" test).
-            // Per byte: b + (0x80 - lo) has its top bit set iff b >= lo, and
-            // (0x80 + hi) - b has it set iff b <= hi; neither carries into the next byte.
-            let above = low7.wrapping_add(LO * (0x80 - u64::from(lo)));
-            let below = (LO * (0x80 + u64::from(hi))).wrapping_sub(low7);
-            hit |= above & below;
-        }
-        hit & !w & HI
-    }
-
     /// Position of the first member in `bytes[from..]`.
     #[inline]
     pub fn find(&self, bytes: &[u8], from: usize) -> Option<usize> {
@@ -147,16 +129,18 @@ impl ByteSet {
         }
         let mut i = 0;
         if self.nranges > 0 {
-            // Eight bytes at a time; the first member byte of a word is its lowest marked one.
-            let mut words = hay.chunks_exact(8);
-            for word in &mut words {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(word);
-                let m = self.word_members(u64::from_le_bytes(w));
+            // Sixteen bytes at a time; the first member of a block is its lowest marked lane.
+            let ranges = &self.ranges[..usize::from(self.nranges)];
+            while i + 16 <= hay.len() {
+                let block = V::load(&hay[i..]);
+                let m = ranges
+                    .iter()
+                    .fold(V::splat(0), |m, &(lo, hi)| m.or(block.in_range(lo, hi)))
+                    .mask();
                 if m != 0 {
-                    return Some(from + i + (m.trailing_zeros() / 8) as usize);
+                    return Some(from + i + m.trailing_zeros() as usize);
                 }
-                i += 8;
+                i += 16;
             }
         }
         hay[i..]

@@ -6,7 +6,8 @@
 //!
 //! One module per layer: [`input`], [`output`], [`tools`], [`network`], [`audit`]; the wire
 //! protocols in [`protocol`]; the request pipeline that strings the layers together in
-//! [`gateway`]; byte sets with fast searches, shared by the scanners, in [`byteset`].
+//! [`gateway`]; byte sets with fast searches, shared by the scanners, in [`byteset`], on the
+//! sixteen-byte lanes of [`lanes`].
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod api_error;
@@ -16,6 +17,7 @@ pub mod codec;
 pub mod config;
 pub mod gateway;
 pub mod input;
+pub mod lanes;
 pub mod network;
 pub mod output;
 pub mod protocol;

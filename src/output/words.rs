@@ -7,10 +7,10 @@
 //! prose the secret-assignment detector spent most of its time there. Words that begin with
 //! three letters are found here by those letters instead, 16 positions at a time: a position is
 //! a candidate when its three bytes, with case folded, are among the words' first, second and
-//! third letters (vector compares, SSE2 natively and simd128 as wasm); each candidate is checked
-//! against the exact trigrams, then compared whole. Bytes `b | 0x20` is a lower-case letter only
-//! for the letters of either case, so the folding lets nothing else through. Any other word list,
-//! or a single word (whose prefilter finds its rarest byte with `memchr`), keeps the automaton.
+//! third letters (vector compares on [`crate::lanes`]); each candidate is checked against the
+//! exact trigrams, then compared whole. `b | 0x20` is a lower-case letter only when `b` is a
+//! letter of either case, so the folding lets nothing else through. Any other word list, or a
+//! single word (whose prefilter finds its rarest byte with `memchr`), keeps the automaton.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 
@@ -132,117 +132,29 @@ enum Scan {
 
 /// The vector search over whole blocks of 16 positions.
 mod vector {
-    use super::{Scan, Trigrams};
+    use super::{Scan, Trigrams, MAX_LETTERS};
+    use crate::lanes::{Lanes, V};
 
-    /// 16 lanes of bytes.
-    trait Lanes: Copy {
-        /// # Safety
-        /// `p..p + 16` must be readable.
-        unsafe fn load(p: *const u8) -> Self;
-        fn splat(b: u8) -> Self;
-        fn or(self, o: Self) -> Self;
-        fn and(self, o: Self) -> Self;
-        fn eq(self, o: Self) -> Self;
-        /// The top bit of each lane, lane 0 in bit 0.
-        fn mask(self) -> u32;
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    mod arch {
-        use std::arch::x86_64::*;
-        #[derive(Clone, Copy)]
-        pub struct V(__m128i);
-        // SAFETY (every block below): SSE2 is part of every x86_64 target, so the intrinsics'
-        // target feature is always there.
-        impl super::Lanes for V {
-            unsafe fn load(p: *const u8) -> Self {
-                V(unsafe { _mm_loadu_si128(p.cast()) })
-            }
-            fn splat(b: u8) -> Self {
-                V(unsafe { _mm_set1_epi8(b as i8) })
-            }
-            fn or(self, o: Self) -> Self {
-                V(unsafe { _mm_or_si128(self.0, o.0) })
-            }
-            fn and(self, o: Self) -> Self {
-                V(unsafe { _mm_and_si128(self.0, o.0) })
-            }
-            fn eq(self, o: Self) -> Self {
-                V(unsafe { _mm_cmpeq_epi8(self.0, o.0) })
-            }
-            fn mask(self) -> u32 {
-                unsafe { _mm_movemask_epi8(self.0) as u32 }
-            }
-        }
-    }
-
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    mod arch {
-        use std::arch::wasm32::*;
-        #[derive(Clone, Copy)]
-        pub struct V(v128);
-        impl super::Lanes for V {
-            unsafe fn load(p: *const u8) -> Self {
-                V(unsafe { v128_load(p.cast()) })
-            }
-            fn splat(b: u8) -> Self {
-                V(u8x16_splat(b))
-            }
-            fn or(self, o: Self) -> Self {
-                V(v128_or(self.0, o.0))
-            }
-            fn and(self, o: Self) -> Self {
-                V(v128_and(self.0, o.0))
-            }
-            fn eq(self, o: Self) -> Self {
-                V(u8x16_eq(self.0, o.0))
-            }
-            fn mask(self) -> u32 {
-                u32::from(u8x16_bitmask(self.0))
-            }
-        }
-    }
-
-    #[cfg(any(
-        target_arch = "x86_64",
-        all(target_arch = "wasm32", target_feature = "simd128")
-    ))]
     pub fn find(t: &Trigrams, hay: &[u8]) -> Scan {
-        search::<arch::V>(t, hay)
-    }
-
-    #[cfg(not(any(
-        target_arch = "x86_64",
-        all(target_arch = "wasm32", target_feature = "simd128")
-    )))]
-    pub fn find(_: &Trigrams, _: &[u8]) -> Scan {
-        Scan::From(0)
-    }
-
-    #[allow(dead_code)]
-    fn search<V: Lanes>(t: &Trigrams, hay: &[u8]) -> Scan {
         let sets = t.letters.each_ref().map(|s| {
-            let mut v = [V::splat(0); super::MAX_LETTERS];
+            let mut v = [V::splat(0); MAX_LETTERS];
             for (x, &b) in v.iter_mut().zip(s) {
                 *x = V::splat(b);
             }
             (v, s.len())
         });
         let fold = V::splat(0x20);
-        let member = |x: V, (set, n): &([V; super::MAX_LETTERS], usize)| {
+        let member = |x: V, (set, n): &([V; MAX_LETTERS], usize)| {
             let x = x.or(fold);
             set[..*n].iter().fold(V::splat(0), |m, &l| m.or(x.eq(l)))
         };
         let mut i = 0;
         // Positions i..i + 16 read bytes up to i + 18.
         while i + 18 <= hay.len() {
-            let p = hay[i..].as_ptr();
-            // SAFETY: i + 18 <= hay.len(), so p..p + 18 is in `hay`.
-            let (a, b, c) = unsafe { (V::load(p), V::load(p.add(1)), V::load(p.add(2))) };
-            let mut m = member(a, &sets[0])
-                .and(member(b, &sets[1]))
-                .and(member(c, &sets[2]))
-                .mask();
+            let m = member(V::load(&hay[i..]), &sets[0])
+                .and(member(V::load(&hay[i + 1..]), &sets[1]))
+                .and(member(V::load(&hay[i + 2..]), &sets[2]));
+            let mut m = m.mask();
             while m != 0 {
                 let p = i + m.trailing_zeros() as usize;
                 if t.at(hay, p) {
