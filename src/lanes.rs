@@ -29,6 +29,23 @@ pub trait Lanes: Copy {
     }
 }
 
+/// Length of the leading run of ASCII bytes of `b`.
+#[inline]
+pub fn ascii_prefix(b: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 16 <= b.len() {
+        let m = V::load(&b[i..]).mask();
+        if m != 0 {
+            return i + m.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    b[i..]
+        .iter()
+        .position(|c| !c.is_ascii())
+        .map_or(b.len(), |p| p + i)
+}
+
 /// The lanes of this target.
 #[cfg(target_arch = "x86_64")]
 pub type V = sse2::V;
@@ -184,6 +201,13 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn ascii_prefix_stops_at_the_first_other_byte(
+            b in prop::collection::vec(prop_oneof![8 => 0u8..0x80, 1 => 0x80u8..=0xff], 0..70),
+        ) {
+            prop_assert_eq!(ascii_prefix(&b), b.iter().position(|c| !c.is_ascii()).unwrap_or(b.len()));
+        }
+
         /// The target's lanes agree with the plain ones, operation by operation.
         #[test]
         fn lanes_match_the_plain_definition(

@@ -743,10 +743,7 @@ impl FoldMap {
         let mut rest = raw;
         while !rest.is_empty() {
             // ASCII folds to itself: copy runs of it whole.
-            let ascii = rest
-                .bytes()
-                .position(|b| !b.is_ascii())
-                .unwrap_or(rest.len());
+            let ascii = crate::lanes::ascii_prefix(rest.as_bytes());
             if ascii > 0 {
                 out.push_str(&rest[..ascii]);
                 self.folded_len += ascii;

@@ -136,17 +136,19 @@ mod vector {
     use crate::lanes::{Lanes, V};
 
     pub fn find(t: &Trigrams, hay: &[u8]) -> Scan {
+        // Unused slots hold 0, which no folded byte (`| 0x20`) equals: the loops have a fixed
+        // length and unroll.
         let sets = t.letters.each_ref().map(|s| {
             let mut v = [V::splat(0); MAX_LETTERS];
             for (x, &b) in v.iter_mut().zip(s) {
                 *x = V::splat(b);
             }
-            (v, s.len())
+            v
         });
         let fold = V::splat(0x20);
-        let member = |x: V, (set, n): &([V; MAX_LETTERS], usize)| {
+        let member = |x: V, set: &[V; MAX_LETTERS]| {
             let x = x.or(fold);
-            set[..*n].iter().fold(V::splat(0), |m, &l| m.or(x.eq(l)))
+            set.iter().fold(V::splat(0), |m, &l| m.or(x.eq(l)))
         };
         let mut i = 0;
         // Positions i..i + 16 read bytes up to i + 18.
