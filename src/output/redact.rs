@@ -380,6 +380,13 @@ impl StreamRedactor<'_> {
     /// Feeds raw bytes; invalid UTF-8 becomes U+FFFD exactly as `String::from_utf8_lossy` would
     /// decode the whole stream.
     pub fn push_bytes(&mut self, bytes: &[u8], out: &mut String) {
+        // Whole characters with nothing pending (the usual piece): no copy.
+        if self.utf8.is_empty() {
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                self.push_str(text, out);
+                return;
+            }
+        }
         self.utf8.extend_from_slice(bytes);
         let mut text = String::new();
         let mut consumed = 0;
