@@ -389,11 +389,13 @@ impl Leads {
         let mut pats: Vec<(&'static str, usize)> = Vec::new();
         let mut shared = Vec::new();
         for (i, m) in matchers.into_iter().enumerate() {
-            let take = matches!(m, Matcher::Token(t)
-                if t.leads.iter().all(|l| l.len() >= SHARED_LEAD_MIN));
-            if let (true, Matcher::Token(t)) = (take, m) {
-                pats.extend(t.leads.iter().map(|l| (*l, i)));
-            }
+            let take = match m {
+                Matcher::Token(t) if t.leads.iter().all(|l| l.len() >= SHARED_LEAD_MIN) => {
+                    pats.extend(t.leads.iter().map(|l| (*l, i)));
+                    true
+                }
+                _ => false,
+            };
             shared.push(take);
         }
         if pats.is_empty() {
