@@ -12,23 +12,27 @@
 //! letter of either case, so the folding lets nothing else through. Any other word list, or a
 //! single word (whose prefilter finds its rarest byte with `memchr`), keeps the automaton.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::lanes::{Lanes, V};
 
 /// At most this many distinct letters per position take the vector path.
 const MAX_LETTERS: usize = 8;
 
 pub enum Words {
     Automaton(AhoCorasick),
-    Letters(Trigrams),
+    Letters(Box<Trigrams>),
 }
 
 pub struct Trigrams {
     /// Lower-case words.
     words: Vec<Vec<u8>>,
-    /// The distinct lower-case letters at positions 0, 1 and 2 of the words.
-    letters: [Vec<u8>; 3],
+    /// The distinct lower-case letters at positions 0, 1 and 2 of the words, each in all
+    /// lanes, built once. Unused slots hold 0, which no folded byte (`| 0x20`) equals: the
+    /// search's loops have a fixed length and unroll.
+    letters: [[V; MAX_LETTERS]; 3],
     /// Bit [`trigram`] of each word's first three letters.
-    table: Box<[u64; 512]>,
+    table: [u64; 512],
 }
 
 /// Five bits per lower-case letter.
@@ -51,10 +55,10 @@ impl Words {
                 .iter()
                 .map(|w| w.to_ascii_lowercase().into_bytes())
                 .collect();
-            let mut letters: [Vec<u8>; 3] = Default::default();
-            let mut table = Box::new([0u64; 512]);
+            let mut distinct: [Vec<u8>; 3] = Default::default();
+            let mut table = [0u64; 512];
             for w in &words {
-                for (k, set) in letters.iter_mut().enumerate() {
+                for (k, set) in distinct.iter_mut().enumerate() {
                     if !set.contains(&w[k]) {
                         set.push(w[k]);
                     }
@@ -62,16 +66,24 @@ impl Words {
                 let t = trigram(w[0], w[1], w[2]);
                 table[t >> 6] |= 1 << (t & 63);
             }
-            if letters.iter().all(|s| s.len() <= MAX_LETTERS) {
-                return Some(Words::Letters(Trigrams {
+            if distinct.iter().all(|s| s.len() <= MAX_LETTERS) {
+                let letters = distinct.each_ref().map(|s| {
+                    let mut v = [V::splat(0); MAX_LETTERS];
+                    for (x, &b) in v.iter_mut().zip(s) {
+                        *x = V::splat(b);
+                    }
+                    v
+                });
+                return Some(Words::Letters(Box::new(Trigrams {
                     words,
                     letters,
                     table,
-                }));
+                })));
             }
         }
         AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostFirst)
             .build(words)
             .ok()
             .map(Words::Automaton)
@@ -80,8 +92,6 @@ impl Words {
     /// Start of the leftmost occurrence of a word in `hay`.
     pub fn find(&self, hay: &[u8]) -> Option<usize> {
         match self {
-            // No built-in word list has a word inside another, so the automaton's first match
-            // (the one that ends first) is also the leftmost.
             Words::Automaton(ac) => ac.find(hay).map(|m| m.start()),
             Words::Letters(t) => t.find(hay),
         }
@@ -111,14 +121,14 @@ impl Trigrams {
     fn find(&self, hay: &[u8]) -> Option<usize> {
         match vector::find(self, hay) {
             Scan::Found(p) => Some(p),
-            Scan::From(from) => (from..hay.len().saturating_sub(2)).find(|&i| self.at(hay, i)),
+            Scan::From(from) => self.find_from(hay, from),
         }
     }
 
-    /// The reference: every position in turn (the tests hold the vector search to it).
-    #[cfg(test)]
-    fn find_scalar(&self, hay: &[u8]) -> Option<usize> {
-        (0..hay.len().saturating_sub(2)).find(|&i| self.at(hay, i))
+    /// Every position from `from` on in turn: the tail after the vector blocks, and the
+    /// reference the tests hold the vector search to.
+    fn find_from(&self, hay: &[u8], from: usize) -> Option<usize> {
+        (from..hay.len().saturating_sub(2)).find(|&i| self.at(hay, i))
     }
 }
 
@@ -136,15 +146,7 @@ mod vector {
     use crate::lanes::{Lanes, V};
 
     pub fn find(t: &Trigrams, hay: &[u8]) -> Scan {
-        // Unused slots hold 0, which no folded byte (`| 0x20`) equals: the loops have a fixed
-        // length and unroll.
-        let sets = t.letters.each_ref().map(|s| {
-            let mut v = [V::splat(0); MAX_LETTERS];
-            for (x, &b) in v.iter_mut().zip(s) {
-                *x = V::splat(b);
-            }
-            v
-        });
+        let sets = &t.letters;
         let fold = V::splat(0x20);
         let member = |x: V, set: &[V; MAX_LETTERS]| {
             let x = x.or(fold);
@@ -175,15 +177,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const NAMES: &[&str] = &[
-        "pass",
-        "pwd",
-        "secret",
-        "token",
-        "key",
-        "auth",
-        "credential",
-    ];
+    /// The secret-assignment detectors' words.
+    const NAMES: &[&str] = crate::output::rules::secrets::SECRET_NAME_WORDS;
 
     fn naive(words: &[&str], hay: &[u8]) -> Option<usize> {
         (0..hay.len()).find(|&i| {
@@ -249,7 +244,7 @@ mod tests {
             let words = Words::new(lists[list]).unwrap();
             prop_assert_eq!(words.find(hay.as_bytes()), naive(lists[list], hay.as_bytes()));
             if let Words::Letters(t) = &words {
-                prop_assert_eq!(t.find_scalar(hay.as_bytes()), t.find(hay.as_bytes()));
+                prop_assert_eq!(t.find_from(hay.as_bytes(), 0), t.find(hay.as_bytes()));
             }
         }
 

@@ -537,7 +537,7 @@ const SECRET_NAMES: &str = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]
 const SECRET_NAMES_REV: &str = r"[A-Za-z0-9_.-]{0,20}s?(?:(?:drow|dw|esarhp)?ssap|dwp|terces|nekot|yek[_-]?ipa|yekipa|yek[_-]?ssecca|yek[_-]?tnuocca|yeksseccaderahs|(?:yek|nekot)[_-]?htua|htua[_-]|terces[_-]?tneilc|yek[_-]?etavirp|laitnederc)";
 
 /// Words one of which every name in [`SECRET_NAMES`] contains (a cheap filter before it).
-const SECRET_NAME_WORDS: &[&str] = &[
+pub(crate) const SECRET_NAME_WORDS: &[&str] = &[
     "pass",
     "pwd",
     "secret",
