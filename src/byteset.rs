@@ -150,6 +150,27 @@ impl ByteSet {
     }
 }
 
+/// The bytes that occur in a text, as a 256-bit map: whether a text holds any member of a
+/// [`ByteSet`] is then a test of four words, whatever the set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Occurs([u64; 4]);
+
+impl Occurs {
+    pub fn of(bytes: &[u8]) -> Self {
+        let mut map = [0u64; 4];
+        for &b in bytes {
+            map[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+        Occurs(map)
+    }
+
+    /// Whether a member of `set` occurs.
+    #[inline]
+    pub fn any(&self, set: &ByteSet) -> bool {
+        self.0.iter().zip(&set.map).any(|(o, s)| o & s != 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +191,18 @@ mod tests {
             let set = &sets[pick];
             let naive = hay.get(from..).and_then(|h| h.iter().position(|&b| set.has(b)).map(|p| p + from));
             prop_assert_eq!(set.find(&hay, from), naive);
+        }
+
+        #[test]
+        fn occurs_equals_naive(hay in prop::collection::vec(any::<u8>(), 0..40), pick in 0usize..4) {
+            let sets = [
+                ByteSet::from_spec(b"0-9"),
+                ByteSet::from_spec(b"@"),
+                ByteSet::from_spec(b"=:>,"),
+                ByteSet::printable_except(b"\"'"),
+            ];
+            let set = &sets[pick];
+            prop_assert_eq!(Occurs::of(&hay).any(set), hay.iter().any(|&b| set.has(b)));
         }
     }
 

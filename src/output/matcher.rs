@@ -375,6 +375,8 @@ pub struct Leads {
     /// Per detector, whether its leads are in the shared pass.
     shared: Vec<bool>,
     longest: usize,
+    /// Indices into `pats` by the lead's first byte.
+    by_first: Vec<Vec<usize>>,
 }
 
 /// The shortest lead the shared pass takes. Its prefilter fingerprints every lead by as many
@@ -406,12 +408,41 @@ impl Leads {
             .match_kind(MatchKind::LeftmostFirst)
             .build(pats.iter().map(|p| p.0))
             .ok()?;
+        let mut by_first = vec![Vec::new(); 256];
+        for (k, (lead, _)) in pats.iter().enumerate() {
+            if let Some(&b) = lead.as_bytes().first() {
+                by_first[usize::from(b)].push(k);
+            }
+        }
         Some(Leads {
             ac,
             pats,
             shared,
             longest,
+            by_first,
         })
+    }
+}
+
+impl Leads {
+    /// Calls `found(start, detector)` for every tail of `bytes` from `from` on that begins one
+    /// of the leads: a token that may still be arriving.
+    pub fn pending(&self, bytes: &[u8], from: usize, mut found: impl FnMut(usize, usize)) {
+        let lo = bytes.len().saturating_sub(self.longest).max(from);
+        for a in lo..bytes.len() {
+            let tail = &bytes[a..];
+            for &p in &self.by_first[usize::from(tail[0])] {
+                let (lead, det) = self.pats[p];
+                if lead.as_bytes().starts_with(tail) {
+                    found(a, det);
+                }
+            }
+        }
+    }
+
+    /// Whether detector `det`'s leads are in the shared pass.
+    pub fn shares(&self, det: usize) -> bool {
+        self.shared.get(det).copied().unwrap_or(false)
     }
 }
 
@@ -474,6 +505,15 @@ impl LeadHits {
         self.indexed_to = end;
     }
 
+    /// Whether an occurrence of detector `det`'s leads starts at or after absolute offset `at`.
+    pub fn any_from(&self, det: usize, at: usize) -> bool {
+        self.per
+            .get(det)
+            .and_then(|v| v.as_ref())
+            .and_then(|v| v.last())
+            .is_some_and(|&h| h >= at)
+    }
+
     /// Forgets occurrences that start before absolute offset `base`.
     pub fn trim(&mut self, base: usize) {
         for v in self.per.iter_mut().flatten() {
@@ -512,6 +552,87 @@ impl Matcher {
             Matcher::Regex(r) => Some(&r.class),
             Matcher::Token(t) => Some(&t.class),
             Matcher::Literals(_) => None,
+        }
+    }
+
+    /// The bytes that can wake this detector, and how many bytes before its resume point they
+    /// still matter: while none of them stands in the text from `resume - margin` on, a step
+    /// is [`Matcher::quiet_step`], told without scanning. `None`: every step scans.
+    ///
+    /// A token detector watches its leads' first bytes (a token in the shared lead pass may
+    /// instead be asked whether the pass found a lead or a lead's beginning in the new text,
+    /// which is sharper). A run detector watches its context gate (nine bytes back: the gate
+    /// may stand before the run's blanks), else its trigger, else the bytes that start a run.
+    pub fn watch(&self) -> Option<(ByteSet, usize)> {
+        match self {
+            Matcher::Regex(r) => Some(match (&r.context_gate, &r.trigger) {
+                (Some(g), _) => (*g, 9),
+                (None, Some(t)) => (*t, 0),
+                (None, None) => (r.start, 0),
+            }),
+            Matcher::Token(t) => Some((t.lead_start, 0)),
+            Matcher::Literals(_) => None,
+        }
+    }
+
+    /// For a token detector in the shared lead pass, stepping from `from` over a text that
+    /// is not complete: whether a lead beginning at `a` (a tail of the text) is one the step
+    /// waits for. A lead inside a run counts only for a glued token, or at `from` itself.
+    pub fn waits_for_tail(&self, bytes: &[u8], a: usize, from: usize) -> bool {
+        match self {
+            Matcher::Token(t) => a >= from && (t.glued || a == from || !t.class.has(bytes[a - 1])),
+            _ => true,
+        }
+    }
+
+    /// What [`Matcher::step`] answers on a text that is not complete, when no watched byte
+    /// ([`Matcher::watch`]) stands in `v.text[from - margin..]`: no value starts, and only the
+    /// end of the text is held. Undefined otherwise (the caller checks; debug builds compare
+    /// with the scanning step).
+    pub fn quiet_step(&self, v: &View<'_>, from: usize, skip: bool) -> Step {
+        let bytes = v.text.as_bytes();
+        let len = bytes.len();
+        match self {
+            Matcher::Regex(r) => {
+                let mut i = from;
+                if skip {
+                    i = run_end(bytes, &r.class, i);
+                    if i == len {
+                        return Step::Wait {
+                            resume: len,
+                            safe: len,
+                            skip: true,
+                        };
+                    }
+                }
+                // No candidate run: resume at the stretch touching the end.
+                let mut a = len;
+                while a > i && r.class.has(bytes[a - 1]) {
+                    a -= 1;
+                }
+                if r.context_gate.is_none() && r.trigger.is_some() {
+                    // A run at the end may still receive its trigger: its last piece waits.
+                    if let Some(s) = r.start.find(bytes, a) {
+                        let p = s + (len - s - 1) / v.chop.max(1) * v.chop.max(1);
+                        return Step::Wait {
+                            resume: p,
+                            safe: p,
+                            skip: false,
+                        };
+                    }
+                }
+                Step::Wait {
+                    resume: a,
+                    safe: len,
+                    skip: false,
+                }
+            }
+            Matcher::Token(t) => Step::Wait {
+                resume: len,
+                safe: len,
+                skip: !t.glued && len > from && t.class.has(bytes[len - 1]),
+            },
+            Matcher::Literals(l) => l.step(v, from),
         }
     }
 }

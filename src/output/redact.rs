@@ -11,15 +11,19 @@ use serde::Serialize;
 use super::detectors::{Action, Category, Detector};
 use super::matcher::PEM_END_TAIL;
 use super::matcher::{
-    find_open_end, pem_body_follows, LeadHits, Leads, Matcher, OpenEnd, Step, Tri, View,
+    find_open_end, pem_body_follows, ByteSet, LeadHits, Leads, Matcher, OpenEnd, Step, Tri, View,
 };
 use crate::audit::sign::Fingerprinter;
+use crate::byteset::Occurs;
 use crate::unicode::{fold_char, Fold};
 
 /// Default length of a run piece: the most text a single run can hold back.
 pub const DEFAULT_HOLDBACK: usize = 512;
 /// Look-back kept before any scan position, for detectors that read the text before a value.
 const LOOKBACK: usize = 64;
+/// The longest stream piece whose detectors may be stepped without scanning when none of their
+/// watched bytes arrived ([`Matcher::watch`]); a longer piece wakes nearly every detector.
+const QUIET_PIECE_MAX: usize = 256;
 
 /// One detected value: where it was (byte offsets in the text as seen), never what it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +55,8 @@ pub struct Scanner {
     detectors: Vec<Detector>,
     /// The token detectors' leads, found for all of them in one pass.
     leads: Option<Leads>,
+    /// Per detector, the bytes that wake it and how far back they matter ([`Matcher::watch`]).
+    watch: Vec<Option<(ByteSet, usize)>>,
     holdback: usize,
     /// The audit key: findings carry a keyed fingerprint of their value when set.
     fingerprint_key: Option<Vec<u8>>,
@@ -66,6 +72,7 @@ impl Scanner {
             .collect();
         Scanner {
             leads: Leads::new(detectors.iter().map(|d| &d.matcher)),
+            watch: detectors.iter().map(|d| d.matcher.watch()).collect(),
             detectors,
             holdback: holdback.max(256),
             fingerprint_key: None,
@@ -227,6 +234,10 @@ impl Scanner {
             findings: Vec::new(),
             utf8: Vec::new(),
             hits: LeadHits::default(),
+            fresh: 0,
+            pending: Vec::new(),
+            #[cfg(test)]
+            steps: (0, 0),
         }
     }
 }
@@ -258,6 +269,11 @@ struct DetState {
     resume: usize,
     skip: bool,
     cached: Option<Step>,
+    /// The end of the text when this detector last stepped.
+    seen: usize,
+    /// No byte the detector watches stands between its resume point (less the watch's
+    /// margin) and `seen`: a piece bringing none either leaves it nothing to scan.
+    quiet: bool,
 }
 
 impl DetState {
@@ -267,6 +283,8 @@ impl DetState {
             resume: p,
             skip: false,
             cached: None,
+            seen: 0,
+            quiet: false,
         }
     }
 
@@ -318,10 +336,8 @@ impl DetState {
         match m.step(&view, rel, false) {
             step @ (Step::Match { start, .. } | Step::Open { start, .. }) if start < end => {
                 *self = DetState {
-                    from: p,
-                    resume: p,
-                    skip: false,
                     cached: Some(shift(step, base, true)),
+                    ..DetState::at(p)
                 };
             }
             // Nothing in the cut run: the old verdict covers everything after it.
@@ -374,6 +390,14 @@ pub struct StreamRedactor<'s> {
     utf8: Vec<u8>,
     /// Lead occurrences in `buf`, for the token detectors.
     hits: LeadHits,
+    /// Where the text of the latest piece begins (folded, absolute).
+    fresh: usize,
+    /// Per token detector in the shared pass: a tail of the latest piece begins one of its
+    /// leads (a token that may still be arriving).
+    pending: Vec<bool>,
+    /// Detector steps taken without scanning, and with.
+    #[cfg(test)]
+    steps: (usize, usize),
 }
 
 impl StreamRedactor<'_> {
@@ -424,6 +448,7 @@ impl StreamRedactor<'_> {
             return;
         }
         self.raw.push_str(text);
+        self.fresh = self.base + self.buf.len();
         self.map.push(text, &mut self.buf);
         self.drive(false, out);
     }
@@ -556,10 +581,73 @@ impl StreamRedactor<'_> {
                 leads: None,
             };
             let hits = scanner.leads.as_ref().map(|_| &self.hits);
+            // A short piece: detectors with nothing pending that it brings none of their
+            // watched bytes step without scanning.
+            let piece = &self.buf.as_bytes()[self.fresh.saturating_sub(self.base)..];
+            let quiet = !eof && !piece.is_empty() && piece.len() <= QUIET_PIECE_MAX;
+            let occurs = if quiet {
+                if let Some(l) = &scanner.leads {
+                    // Tails of the piece that begin a lead the token's step would wait for.
+                    self.pending.clear();
+                    self.pending.resize(scanner.detectors.len(), false);
+                    let (bytes, fresh) = (self.buf.as_bytes(), self.fresh - self.base);
+                    l.pending(bytes, fresh, |a, det| {
+                        if scanner.detectors[det]
+                            .matcher
+                            .waits_for_tail(bytes, a, fresh)
+                        {
+                            self.pending[det] = true;
+                        }
+                    });
+                }
+                Occurs::of(piece)
+            } else {
+                Occurs::default()
+            };
+            let end = self.base + self.buf.len();
             let mut best: Option<(usize, Step, usize)> = None;
             let mut safe = self.buf.len();
             for (i, d) in scanner.detectors.iter().enumerate() {
                 let st = &mut self.states[i];
+                if quiet && st.cached.is_none() && st.seen == self.fresh {
+                    let woken = match &scanner.leads {
+                        // A token in the shared pass: woken by an occurrence of its leads, or
+                        // a tail of the piece that begins one.
+                        Some(l) if l.shares(i) => {
+                            st.resume != self.fresh
+                                || self.pending[i]
+                                || self.hits.any_from(i, st.resume)
+                        }
+                        _ => !st.quiet || scanner.watch[i].is_none_or(|(set, _)| occurs.any(&set)),
+                    };
+                    if !woken {
+                        let from = st.resume - self.base;
+                        let step = d.matcher.quiet_step(&view, from, st.skip);
+                        debug_assert_eq!(
+                            step,
+                            d.matcher
+                                .step(&view.for_detector(hits, i, self.base), from, st.skip),
+                            "quiet step of {}",
+                            d.id
+                        );
+                        if let Step::Wait {
+                            resume,
+                            safe: s,
+                            skip,
+                        } = step
+                        {
+                            safe = safe.min(s);
+                            st.resume = self.base + resume;
+                            st.skip = skip;
+                            st.seen = end;
+                            #[cfg(test)]
+                            {
+                                self.steps.0 += 1;
+                            }
+                            continue;
+                        }
+                    }
+                }
                 let step = loop {
                     let step = match st.cached {
                         // A final verdict from an earlier push, kept in absolute positions.
@@ -567,6 +655,10 @@ impl StreamRedactor<'_> {
                         None => {
                             let dv = view.for_detector(hits, i, self.base);
                             let step = d.matcher.step(&dv, st.resume - self.base, st.skip);
+                            #[cfg(test)]
+                            {
+                                self.steps.1 += 1;
+                            }
                             if !matches!(step, Step::Wait { .. }) {
                                 st.cached = Some(shift(step, self.base, true));
                             }
@@ -592,6 +684,7 @@ impl StreamRedactor<'_> {
                                 st.cached = None;
                                 st.resume = self.base + start;
                                 st.skip = false;
+                                st.quiet = false;
                                 break Step::Wait {
                                     resume: start,
                                     safe: start,
@@ -616,6 +709,11 @@ impl StreamRedactor<'_> {
                         safe = safe.min(s);
                         st.resume = self.base + resume;
                         st.skip = skip;
+                        st.seen = end;
+                        st.quiet = scanner.watch[i].is_some_and(|(set, margin)| {
+                            set.find(self.buf.as_bytes(), resume.saturating_sub(margin))
+                                .is_none()
+                        });
                     }
                 }
             }
@@ -852,4 +950,45 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{catalog, CatalogConfig};
+
+    /// Text in short pieces: most detector steps are told without scanning, and (in debug
+    /// builds, where every such step is compared with the scanning step) agree with it; the
+    /// output equals the one-shot output.
+    #[test]
+    fn quiet_steps_agree_with_scanning() {
+        let scanner = Scanner::new(catalog(&CatalogConfig::default()).unwrap(), 256);
+        let text = "Deploy notes, 2024-03-08: set password = \"Tr0ub4dor&3x!\" in prod; mail \
+                    alice.smith@northwind-mail.io or call +1 415 555 2671. Keys: \
+                    AKIAZ3MSJV4WWNKWW5FG, 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, sk_live_short \
+                    and sk-learn are mentioned; card 4111 1111 1111 1111, SSN: 536-22-8727, \
+                    https://user:hunter2hunter2@db.example.net/x. Résumé — naïve façade. \
+                    -----BEGIN PRIVATE KEY----- is only a header here. aws_secret_access_key = \
+                    wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY and the rest of the answer.";
+        let want = scanner.redact(text);
+        assert!(want.findings.len() >= 6, "{:?}", want.findings);
+        let mut quiet = 0;
+        for piece in 1..=24 {
+            let mut st = scanner.stream();
+            let mut out = String::new();
+            for c in text.as_bytes().chunks(piece) {
+                st.push_bytes(c, &mut out);
+            }
+            st.finish(&mut out);
+            assert_eq!(out, want.text, "pieces of {piece}");
+            assert_eq!(st.findings(), want.findings.as_slice(), "pieces of {piece}");
+            let (q, scanned) = st.steps;
+            assert!(
+                q > scanned,
+                "pieces of {piece}: {q} quiet, {scanned} scanned"
+            );
+            quiet += q;
+        }
+        assert!(quiet > 0);
+    }
 }
