@@ -433,7 +433,9 @@ impl Leads {
             let tail = &bytes[a..];
             for &p in &self.by_first[usize::from(tail[0])] {
                 let (lead, det) = self.pats[p];
-                if lead.as_bytes().starts_with(tail) {
+                // Byte by byte: most leads differ within a byte or two.
+                let lead = lead.as_bytes();
+                if lead.len() >= tail.len() && lead.iter().zip(tail).all(|(x, y)| x == y) {
                     found(a, det);
                 }
             }
@@ -457,8 +459,9 @@ pub struct LeadHits {
 }
 
 impl LeadHits {
-    /// Records the occurrences that `text` (starting at absolute offset `base`) completes.
-    pub fn extend(&mut self, leads: &Leads, text: &str, base: usize) {
+    /// Records the occurrences that `text` (starting at absolute offset `base`) completes,
+    /// calling `found(detector)` for each.
+    pub fn extend(&mut self, leads: &Leads, text: &str, base: usize, mut found: impl FnMut(usize)) {
         if self.per.len() < leads.shared.len() {
             self.per = leads.shared.iter().map(|&s| s.then(Vec::new)).collect();
         }
@@ -479,13 +482,15 @@ impl LeadHits {
             .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))
         {
             let s = m.start();
-            for (lead, det) in &leads.pats {
+            for &p in &leads.by_first[usize::from(bytes[s])] {
+                let (lead, det) = leads.pats[p];
                 if bytes[s..].starts_with(lead.as_bytes())
                     && base + s + lead.len() > self.indexed_to
                 {
-                    if let Some(Some(v)) = self.per.get_mut(*det) {
+                    if let Some(Some(v)) = self.per.get_mut(det) {
                         v.push(base + s);
                         touched = true;
+                        found(det);
                     }
                 }
             }
@@ -503,15 +508,6 @@ impl LeadHits {
             }
         }
         self.indexed_to = end;
-    }
-
-    /// Whether an occurrence of detector `det`'s leads starts at or after absolute offset `at`.
-    pub fn any_from(&self, det: usize, at: usize) -> bool {
-        self.per
-            .get(det)
-            .and_then(|v| v.as_ref())
-            .and_then(|v| v.last())
-            .is_some_and(|&h| h >= at)
     }
 
     /// Forgets occurrences that start before absolute offset `base`.
@@ -582,6 +578,22 @@ impl Matcher {
         match self {
             Matcher::Token(t) => a >= from && (t.glued || a == from || !t.class.has(bytes[a - 1])),
             _ => true,
+        }
+    }
+
+    /// For a token detector, whose wait sits at the end of the text when nothing is pending:
+    /// the `skip` of that wait at `end` (whether `end` falls inside a run that cannot hold a
+    /// token). `None` for run detectors, whose waits depend on more than the end.
+    pub fn idle_skip(&self, bytes: &[u8], end: usize) -> Option<bool> {
+        match self {
+            Matcher::Token(t) => Some(
+                !t.glued
+                    && end
+                        .checked_sub(1)
+                        .and_then(|e| bytes.get(e))
+                        .is_some_and(|&b| t.class.has(b)),
+            ),
+            _ => None,
         }
     }
 
@@ -1281,8 +1293,14 @@ mod tests {
             let text: String = parts.concat();
             // All at once.
             let mut once = LeadHits::default();
-            once.extend(&leads, &text, 0);
+            let mut found = vec![0usize; matchers.len()];
+            once.extend(&leads, &text, 0, |det| found[det] += 1);
             prop_assert_eq!(&once.per, &naive_hits(&matchers, &text, 0));
+            // Each occurrence is reported to the caller (two leads at one start twice).
+            for (det, hits) in once.per.iter().enumerate() {
+                let n = hits.as_ref().map_or(0, Vec::len);
+                prop_assert!(found[det] >= n && (found[det] == 0) == (n == 0));
+            }
             // Grown piece by piece, with the front dropped now and then, as a stream keeps it.
             let mut ends: Vec<usize> = cuts.iter().map(|c| c % (text.len() + 1)).collect();
             ends.push(text.len());
@@ -1290,7 +1308,7 @@ mod tests {
             let mut grown = LeadHits::default();
             let mut base = 0;
             for (k, &end) in ends.iter().enumerate() {
-                grown.extend(&leads, &text[base..end], base);
+                grown.extend(&leads, &text[base..end], base, |_| {});
                 if let Some(t) = trims.get(k) {
                     base = base.max(t % (end + 1));
                     grown.trim(base);

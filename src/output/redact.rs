@@ -140,7 +140,7 @@ impl Scanner {
         };
         let hits = self.leads.as_ref().map(|l| {
             let mut h = LeadHits::default();
-            h.extend(l, text, 0);
+            h.extend(l, text, 0, |_| {});
             h
         });
         let mut out = String::with_capacity(raw.len());
@@ -235,6 +235,7 @@ impl Scanner {
             utf8: Vec::new(),
             hits: LeadHits::default(),
             fresh: 0,
+            pass_end: 0,
             pending: Vec::new(),
             #[cfg(test)]
             steps: (0, 0),
@@ -274,6 +275,10 @@ struct DetState {
     /// No byte the detector watches stands between its resume point (less the watch's
     /// margin) and `seen`: a piece bringing none either leaves it nothing to scan.
     quiet: bool,
+    /// A token detector waiting at the end of the text, however far it has grown
+    /// ([`Matcher::idle_skip`]): its fields are stale until [`DetState::wake`] sets them for
+    /// the end of the latest pass.
+    idle: bool,
 }
 
 impl DetState {
@@ -285,7 +290,24 @@ impl DetState {
             cached: None,
             seen: 0,
             quiet: false,
+            idle: false,
         }
+    }
+
+    /// The state of an idle detector at `at`, the end of the text at the latest pass (`text`
+    /// starts at absolute offset `base`).
+    fn wake(&mut self, m: &Matcher, text: &str, base: usize, at: usize) {
+        self.idle = false;
+        self.cached = None;
+        self.resume = at;
+        self.seen = at;
+        self.quiet = true;
+        // (Text trimmed past `at` while a value stayed open: the commit that closes the value
+        // starts this detector afresh.)
+        self.skip = at
+            .checked_sub(base)
+            .and_then(|rel| m.idle_skip(text.as_bytes(), rel))
+            .unwrap_or(false);
     }
 
     /// A value ending at `p` was committed: verdicts about text after `p` survive if the
@@ -392,8 +414,10 @@ pub struct StreamRedactor<'s> {
     hits: LeadHits,
     /// Where the text of the latest piece begins (folded, absolute).
     fresh: usize,
-    /// Per token detector in the shared pass: a tail of the latest piece begins one of its
-    /// leads (a token that may still be arriving).
+    /// The end of the text at the latest pass over the detectors (absolute).
+    pass_end: usize,
+    /// Per token detector in the shared pass: the latest piece completes one of its leads,
+    /// or a tail of it begins one (a token that may still be arriving).
     pending: Vec<bool>,
     /// Detector steps taken without scanning, and with.
     #[cfg(test)]
@@ -570,8 +594,14 @@ impl StreamRedactor<'_> {
                 }
             }
 
+            // Per token detector in the shared pass: the piece completes one of its leads
+            // (and, below, ends with the beginning of one).
+            self.pending.clear();
+            self.pending.resize(scanner.detectors.len(), false);
             if let Some(l) = &scanner.leads {
-                self.hits.extend(l, &self.buf, self.base);
+                let pending = &mut self.pending;
+                self.hits
+                    .extend(l, &self.buf, self.base, |det| pending[det] = true);
             }
             let view = View {
                 text: &self.buf,
@@ -588,8 +618,6 @@ impl StreamRedactor<'_> {
             let occurs = if quiet {
                 if let Some(l) = &scanner.leads {
                     // Tails of the piece that begin a lead the token's step would wait for.
-                    self.pending.clear();
-                    self.pending.resize(scanner.detectors.len(), false);
                     let (bytes, fresh) = (self.buf.as_bytes(), self.fresh - self.base);
                     l.pending(bytes, fresh, |a, det| {
                         if scanner.detectors[det]
@@ -609,16 +637,55 @@ impl StreamRedactor<'_> {
             let mut safe = self.buf.len();
             for (i, d) in scanner.detectors.iter().enumerate() {
                 let st = &mut self.states[i];
-                if quiet && st.cached.is_none() && st.seen == self.fresh {
-                    let woken = match &scanner.leads {
-                        // A token in the shared pass: woken by an occurrence of its leads, or
-                        // a tail of the piece that begins one.
-                        Some(l) if l.shares(i) => {
-                            st.resume != self.fresh
-                                || self.pending[i]
-                                || self.hits.any_from(i, st.resume)
+                // Whether the piece brings the detector, stepped at its start, something to scan:
+                // a token in the shared pass, an occurrence of its leads or a tail that begins
+                // one; any other detector, a byte it watches.
+                let shared = scanner.leads.as_ref().is_some_and(|l| l.shares(i));
+                // (An occurrence from the piece's start on is one the piece completed.)
+                let woken = || {
+                    if shared {
+                        self.pending[i]
+                    } else {
+                        scanner.watch[i].is_none_or(|(set, _)| occurs.any(&set))
+                    }
+                };
+                if st.idle {
+                    // A wait at the end of the text: a piece that brings nothing keeps it so.
+                    let stay = !eof
+                        && (end == self.pass_end
+                            || (quiet && self.fresh == self.pass_end && !woken()));
+                    #[cfg(debug_assertions)]
+                    if stay {
+                        let mut t = *st;
+                        t.wake(&d.matcher, &self.buf, self.base, self.pass_end);
+                        let dv = view.for_detector(hits, i, self.base);
+                        let len = self.buf.len();
+                        let skip = d.matcher.idle_skip(self.buf.as_bytes(), len);
+                        debug_assert_eq!(
+                            d.matcher.step(&dv, t.resume - self.base, t.skip),
+                            Step::Wait {
+                                resume: len,
+                                safe: len,
+                                skip: skip.unwrap_or(false)
+                            },
+                            "idle {}",
+                            d.id
+                        );
+                    }
+                    if stay {
+                        #[cfg(test)]
+                        {
+                            self.steps.0 += 1;
                         }
-                        _ => !st.quiet || scanner.watch[i].is_none_or(|(set, _)| occurs.any(&set)),
+                        continue;
+                    }
+                    st.wake(&d.matcher, &self.buf, self.base, self.pass_end);
+                }
+                if quiet && st.cached.is_none() && st.seen == self.fresh {
+                    let woken = if shared {
+                        st.resume != self.fresh || woken()
+                    } else {
+                        !st.quiet || woken()
                     };
                     if !woken {
                         let from = st.resume - self.base;
@@ -640,6 +707,8 @@ impl StreamRedactor<'_> {
                             st.resume = self.base + resume;
                             st.skip = skip;
                             st.seen = end;
+                            st.idle = resume == self.buf.len()
+                                && d.matcher.idle_skip(self.buf.as_bytes(), resume) == Some(skip);
                             #[cfg(test)]
                             {
                                 self.steps.0 += 1;
@@ -714,9 +783,13 @@ impl StreamRedactor<'_> {
                             set.find(self.buf.as_bytes(), resume.saturating_sub(margin))
                                 .is_none()
                         });
+                        st.idle = resume == self.buf.len()
+                            && s == resume
+                            && d.matcher.idle_skip(self.buf.as_bytes(), resume) == Some(skip);
                     }
                 }
             }
+            self.pass_end = end;
             match best {
                 Some((s, step, i)) if s < safe => {
                     let start = self.base + s;
@@ -745,10 +818,11 @@ impl StreamRedactor<'_> {
                     let upto = self.base + best.map_or(safe, |(s, _, _)| s.min(safe));
                     self.emit(out, upto, false);
                     self.released = self.released.max(upto);
+                    // (An idle detector waits at the end of the text.)
                     let keep = self
                         .states
                         .iter()
-                        .filter(|st| st.cached.is_none())
+                        .filter(|st| st.cached.is_none() && !st.idle)
                         .map(|st| st.resume)
                         .chain(std::iter::once(self.released))
                         .min()
@@ -800,6 +874,9 @@ impl StreamRedactor<'_> {
         self.released = end;
         let (text, base, chop) = (self.buf.as_str(), self.base, self.scanner.holdback);
         for (st, d) in self.states.iter_mut().zip(&self.scanner.detectors) {
+            if st.idle {
+                st.wake(&d.matcher, text, base, self.pass_end);
+            }
             st.after_commit(&d.matcher, text, base, end, chop);
         }
     }
