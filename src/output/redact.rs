@@ -640,10 +640,10 @@ impl StreamRedactor<'_> {
                 // Whether the piece brings the detector, stepped at its start, something to scan:
                 // a token in the shared pass, an occurrence of its leads or a tail that begins
                 // one; any other detector, a byte it watches.
-                let shared = scanner.leads.as_ref().is_some_and(|l| l.shares(i));
+                let shared = || scanner.leads.as_ref().is_some_and(|l| l.shares(i));
                 // (An occurrence from the piece's start on is one the piece completed.)
                 let woken = || {
-                    if shared {
+                    if shared() {
                         self.pending[i]
                     } else {
                         scanner.watch[i].is_none_or(|(set, _)| occurs.any(&set))
@@ -682,7 +682,7 @@ impl StreamRedactor<'_> {
                     st.wake(&d.matcher, &self.buf, self.base, self.pass_end);
                 }
                 if quiet && st.cached.is_none() && st.seen == self.fresh {
-                    let woken = if shared {
+                    let woken = if shared() {
                         st.resume != self.fresh || woken()
                     } else {
                         !st.quiet || woken()
@@ -779,11 +779,14 @@ impl StreamRedactor<'_> {
                         st.resume = self.base + resume;
                         st.skip = skip;
                         st.seen = end;
-                        st.quiet = scanner.watch[i].is_some_and(|(set, margin)| {
-                            set.find(self.buf.as_bytes(), resume.saturating_sub(margin))
-                                .is_none()
-                        });
-                        st.idle = resume == self.buf.len()
+                        // (Only short pieces step quietly: after a long one, the next scans.)
+                        st.quiet = quiet
+                            && scanner.watch[i].is_some_and(|(set, margin)| {
+                                set.find(self.buf.as_bytes(), resume.saturating_sub(margin))
+                                    .is_none()
+                            });
+                        st.idle = st.quiet
+                            && resume == self.buf.len()
                             && s == resume
                             && d.matcher.idle_skip(self.buf.as_bytes(), resume) == Some(skip);
                     }
