@@ -597,9 +597,9 @@ impl Matcher {
         }
     }
 
-    /// What [`Matcher::step`] answers on a text that is not complete, when no watched byte
-    /// ([`Matcher::watch`]) stands in `v.text[from - margin..]`: no value starts, and only the
-    /// end of the text is held. Undefined otherwise (the caller checks; debug builds compare
+    /// What [`Matcher::step`] answers on a text that is not complete and goes on past `from`,
+    /// when no watched byte ([`Matcher::watch`]) stands in `v.text[from - margin..]`: no value
+    /// starts, and only the end of the text is held. Undefined otherwise (the caller checks; debug builds compare
     /// with the scanning step).
     pub fn quiet_step(&self, v: &View<'_>, from: usize, skip: bool) -> Step {
         let bytes = v.text.as_bytes();
@@ -1237,6 +1237,171 @@ fn find_bytes(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Every built-in detector's quiet step equals its scanning step wherever the caller would
+    /// take it: no watched byte from the resume point (less the margin) on, or for a token,
+    /// no lead starting there and no tail there that begins one the step would wait for.
+    /// Texts are built from the bytes and words the detectors look for, so that most cases
+    /// are near a wake-up.
+    #[test]
+    fn quiet_steps_equal_scanning_steps() {
+        use proptest::test_runner::{Config, TestRunner};
+        let detectors = crate::output::catalog(&crate::output::CatalogConfig::default()).unwrap();
+        let parts = vec![
+            "a",
+            "s",
+            "k",
+            "-",
+            "_",
+            "@",
+            "1",
+            "0",
+            "7",
+            " ",
+            ",",
+            "=",
+            ":",
+            ">",
+            ".",
+            "(",
+            "+",
+            "A",
+            "K",
+            "S",
+            "x",
+            "e",
+            "y",
+            "J",
+            "h",
+            "f",
+            "\n",
+            "'",
+            "\"",
+            "key",
+            "sk-",
+            "sk_live_",
+            "ghp_",
+            "AKIA",
+            "eyJ",
+            "xoxb-",
+            "hf_",
+            "SK",
+            "pass",
+            "secret",
+            "token",
+            "aws",
+            "555",
+            "4111",
+            "DE89",
+            "-----BEGIN",
+            "://",
+            "mail",
+            "ssn",
+            "phone",
+            "é",
+        ];
+        let strategy = (
+            proptest::collection::vec(proptest::sample::select(parts), 0..24),
+            0usize..200,
+            any::<bool>(),
+        );
+        // A value up to eight blanks after its gate, scanned from every position: the gate's
+        // margin must reach back far enough.
+        for n in 0..=8 {
+            let blanks = " ".repeat(n);
+            for text in [
+                format!("password ={blanks}Tr0ub4dor&3xQ9 and"),
+                format!(
+                    "aws_secret_access_key ={blanks}wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY x"
+                ),
+            ] {
+                let view = View {
+                    text: &text,
+                    eof: false,
+                    chop: 256,
+                    floor: 0,
+                    leads: None,
+                };
+                for d in &detectors {
+                    let Some((set, margin)) = d.matcher.watch() else {
+                        continue;
+                    };
+                    for from in 0..text.len() {
+                        if set
+                            .find(text.as_bytes(), from.saturating_sub(margin))
+                            .is_none()
+                            && !matches!(d.matcher, Matcher::Token(_))
+                        {
+                            assert_eq!(
+                                d.matcher.quiet_step(&view, from, false),
+                                d.matcher.step(&view, from, false),
+                                "{} from {from} in {text:?}",
+                                d.id
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let checked = std::cell::RefCell::new(vec![0usize; detectors.len()]);
+        let mut runner = TestRunner::new(Config::with_cases(3000));
+        let result = runner.run(&strategy, |(parts, from, skip)| {
+            let text: String = parts.concat();
+            let bytes = text.as_bytes();
+            let mut from = from % (text.len() + 1);
+            while !text.is_char_boundary(from) {
+                from -= 1;
+            }
+            let view = View {
+                text: &text,
+                eof: false,
+                chop: 256,
+                floor: 0,
+                leads: None,
+            };
+            for (k, d) in detectors.iter().enumerate() {
+                let m = &d.matcher;
+                let Some((set, margin)) = m.watch() else {
+                    continue;
+                };
+                // A glued token never skips: no step leaves it so.
+                let skip = skip && !matches!(m, Matcher::Token(t) if t.glued);
+                let quiet = match m {
+                    Matcher::Token(t) => (from..bytes.len()).all(|a| {
+                        let tail = &bytes[a..];
+                        !t.leads.iter().any(|l| {
+                            let l = l.as_bytes();
+                            tail.starts_with(l)
+                                || (l.starts_with(tail) && m.waits_for_tail(bytes, a, from))
+                        })
+                    }),
+                    _ => set.find(bytes, from.saturating_sub(margin)).is_none(),
+                };
+                // (The caller steps quietly over a piece of new text only.)
+                if !quiet || from == bytes.len() {
+                    continue;
+                }
+                checked.borrow_mut()[k] += 1;
+                let want = m.step(&view, from, skip);
+                prop_assert_eq!(m.quiet_step(&view, from, skip), want, "{} {:?}", d.id, text);
+                if let (Some(idle), Step::Wait { resume, skip, .. }) =
+                    (m.idle_skip(bytes, bytes.len()), want)
+                {
+                    prop_assert_eq!((resume, skip), (bytes.len(), idle), "{}", d.id);
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+        // Every detector that can step quietly was checked on many texts.
+        for (d, &n) in detectors.iter().zip(checked.borrow().iter()) {
+            if d.matcher.watch().is_some() {
+                assert!(n >= 300, "{}: only {n} quiet cases", d.id);
+            }
+        }
+    }
 
     /// Two token detectors with overlapping leads around a detector that has none, and one
     /// whose short lead keeps it out of the shared pass.
