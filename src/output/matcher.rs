@@ -13,7 +13,8 @@
 //! JWTs) are not chopped: once a token's prefix proves it is a secret, the rest of its run is
 //! suppressed as it arrives, however long it is.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::{dfa::DFA, AhoCorasick, AhoCorasickBuilder, Anchored, MatchKind, StartKind};
 use regex_lite::Regex;
 
 use super::words::Words;
@@ -377,6 +378,11 @@ pub struct Leads {
     longest: usize,
     /// Indices into `pats` by the lead's first byte.
     by_first: Vec<Vec<usize>>,
+    /// The same leads as a DFA reporting every occurrence where it ends, stepped byte by byte
+    /// over a stream's short pieces (its state carries over from piece to piece), and its
+    /// unanchored start state.
+    dfa: DFA,
+    start: StateID,
 }
 
 /// The shortest lead the shared pass takes. Its prefilter fingerprints every lead by as many
@@ -408,6 +414,12 @@ impl Leads {
             .match_kind(MatchKind::LeftmostFirst)
             .build(pats.iter().map(|p| p.0))
             .ok()?;
+        let dfa = DFA::builder()
+            .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Unanchored)
+            .build(pats.iter().map(|p| p.0))
+            .ok()?;
+        let start = dfa.start_state(Anchored::No).ok()?;
         let mut by_first = vec![Vec::new(); 256];
         for (k, (lead, _)) in pats.iter().enumerate() {
             if let Some(&b) = lead.as_bytes().first() {
@@ -420,6 +432,8 @@ impl Leads {
             shared,
             longest,
             by_first,
+            dfa,
+            start,
         })
     }
 }
@@ -451,12 +465,31 @@ impl Leads {
 /// Lead occurrences found so far in a text that grows at the end and is dropped from the
 /// front (a stream's retained text), per detector, as sorted absolute starts (`None` for a
 /// detector outside the shared pass).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LeadHits {
     per: Vec<Option<Vec<usize>>>,
     /// Every occurrence ending at or before this absolute offset is recorded.
     indexed_to: usize,
+    /// The leads' DFA state after the text up to `indexed_to`, when known.
+    state: Option<StateID>,
+    /// No recorded occurrence starts before this (`usize::MAX` when none is recorded).
+    earliest: usize,
 }
+
+impl Default for LeadHits {
+    fn default() -> Self {
+        LeadHits {
+            per: Vec::new(),
+            indexed_to: 0,
+            state: None,
+            earliest: usize::MAX,
+        }
+    }
+}
+
+/// New text up to this long is stepped through the leads' DFA byte by byte; longer text is
+/// searched by the automaton, whose prefilter skips most of it.
+const DFA_STEP_MAX: usize = 256;
 
 impl LeadHits {
     /// Records the occurrences that `text` (starting at absolute offset `base`) completes,
@@ -469,32 +502,71 @@ impl LeadHits {
         if end <= self.indexed_to {
             return;
         }
-        // An occurrence not yet recorded ends past `indexed_to`, so it starts at most
-        // `longest - 1` bytes before it.
-        let from = self.indexed_to.saturating_sub(leads.longest - 1).max(base);
         let mut touched = false;
         let bytes = text.as_bytes();
-        // Every position where some lead starts: the leftmost lead from a position on, then
-        // every lead at that start, then on from the next byte (leads may overlap).
-        let mut at = from - base;
-        while let Some(m) = leads
-            .ac
-            .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))
-        {
-            let s = m.start();
-            for &p in &leads.by_first[usize::from(bytes[s])] {
-                let (lead, det) = leads.pats[p];
-                if bytes[s..].starts_with(lead.as_bytes())
-                    && base + s + lead.len() > self.indexed_to
-                {
-                    if let Some(Some(v)) = self.per.get_mut(det) {
-                        v.push(base + s);
-                        touched = true;
-                        found(det);
+        let new_from = self.indexed_to.max(base) - base;
+        match self.state {
+            // A short piece after a known state: every occurrence ends at one of its bytes.
+            Some(mut sid) if self.indexed_to >= base && bytes.len() - new_from <= DFA_STEP_MAX => {
+                for (p, &b) in bytes.iter().enumerate().skip(new_from) {
+                    sid = leads.dfa.next_state(Anchored::No, sid, b);
+                    if !leads.dfa.is_match(sid) {
+                        continue;
+                    }
+                    for k in 0..leads.dfa.match_len(sid) {
+                        let pid = leads.dfa.match_pattern(sid, k);
+                        let Some(&(lead, det)) = leads.pats.get(pid.as_usize()) else {
+                            continue;
+                        };
+                        // (An occurrence starting before the retained text is forgotten.)
+                        let Some(s) = (p + 1).checked_sub(lead.len()) else {
+                            continue;
+                        };
+                        if let Some(Some(v)) = self.per.get_mut(det) {
+                            v.push(base + s);
+                            self.earliest = self.earliest.min(base + s);
+                            touched = true;
+                            found(det);
+                        }
                     }
                 }
+                self.state = Some(sid);
             }
-            at = s + 1;
+            _ => {
+                // An occurrence not yet recorded ends past `indexed_to`, so it starts at most
+                // `longest - 1` bytes before it.
+                let from = self.indexed_to.saturating_sub(leads.longest - 1).max(base);
+                // Every position where some lead starts: the leftmost lead from a position
+                // on, then every lead at that start, then on from the next byte (leads may
+                // overlap).
+                let mut at = from - base;
+                while let Some(m) = leads
+                    .ac
+                    .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))
+                {
+                    let s = m.start();
+                    for &p in &leads.by_first[usize::from(bytes[s])] {
+                        let (lead, det) = leads.pats[p];
+                        if bytes[s..].starts_with(lead.as_bytes())
+                            && base + s + lead.len() > self.indexed_to
+                        {
+                            if let Some(Some(v)) = self.per.get_mut(det) {
+                                v.push(base + s);
+                                self.earliest = self.earliest.min(base + s);
+                                touched = true;
+                                found(det);
+                            }
+                        }
+                    }
+                    at = s + 1;
+                }
+                // The DFA's state after the text is the one after its last `longest` bytes:
+                // no lead's beginning is longer.
+                let tail = &bytes[bytes.len().saturating_sub(leads.longest)..];
+                self.state = Some(tail.iter().fold(leads.start, |sid, &b| {
+                    leads.dfa.next_state(Anchored::No, sid, b)
+                }));
+            }
         }
         if touched {
             // Starts come in order within one pass, but a new occurrence (ending past the old
@@ -512,9 +584,17 @@ impl LeadHits {
 
     /// Forgets occurrences that start before absolute offset `base`.
     pub fn trim(&mut self, base: usize) {
+        // (Most stream pieces of most texts hold no lead at all.)
+        if self.earliest >= base {
+            return;
+        }
+        self.earliest = usize::MAX;
         for v in self.per.iter_mut().flatten() {
             let n = v.partition_point(|&h| h < base);
             v.drain(..n);
+            if let Some(&h) = v.first() {
+                self.earliest = self.earliest.min(h);
+            }
         }
     }
 }
