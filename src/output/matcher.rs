@@ -1318,6 +1318,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A text still streaming in, as a detector sees it.
+    fn unfinished(text: &str) -> View<'_> {
+        View {
+            text,
+            eof: false,
+            chop: 256,
+            floor: 0,
+            leads: None,
+        }
+    }
+
     /// Every built-in detector's quiet step equals its scanning step wherever the caller would
     /// take it: no watched byte from the resume point (less the margin) on, or for a token,
     /// no lead starting there and no tail there that begins one the step would wait for.
@@ -1395,13 +1406,7 @@ mod tests {
                     "aws_secret_access_key ={blanks}wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY x"
                 ),
             ] {
-                let view = View {
-                    text: &text,
-                    eof: false,
-                    chop: 256,
-                    floor: 0,
-                    leads: None,
-                };
+                let view = unfinished(&text);
                 for d in &detectors {
                     let Some((set, margin)) = d.matcher.watch() else {
                         continue;
@@ -1432,13 +1437,7 @@ mod tests {
             while !text.is_char_boundary(from) {
                 from -= 1;
             }
-            let view = View {
-                text: &text,
-                eof: false,
-                chop: 256,
-                floor: 0,
-                leads: None,
-            };
+            let view = unfinished(&text);
             for (k, d) in detectors.iter().enumerate() {
                 let m = &d.matcher;
                 let Some((set, margin)) = m.watch() else {
