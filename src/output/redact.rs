@@ -641,7 +641,8 @@ impl StreamRedactor<'_> {
                 // a token in the shared pass, an occurrence of its leads or a tail that begins
                 // one; any other detector, a byte it watches.
                 let shared = || scanner.leads.as_ref().is_some_and(|l| l.shares(i));
-                // (An occurrence from the piece's start on is one the piece completed.)
+                // (The lead pass marked `pending` for each lead the piece completed and each
+                // lead beginning it ends with.)
                 let woken = || {
                     if shared() {
                         self.pending[i]
