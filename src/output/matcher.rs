@@ -698,10 +698,7 @@ impl Matcher {
                     }
                 }
                 // No candidate run: resume at the stretch touching the end.
-                let mut a = len;
-                while a > i && r.class.has(bytes[a - 1]) {
-                    a -= 1;
-                }
+                let a = stretch_start(bytes, &r.class, len, i);
                 if r.context_gate.is_none() && r.trigger.is_some() {
                     // A run at the end may still receive its trigger: its last piece waits.
                     if let Some(s) = r.start.find(bytes, a) {
@@ -746,6 +743,15 @@ fn gate_before(gate: &ByteSet, bytes: &[u8], q: usize) -> bool {
         .is_some_and(|&b| gate.has(b))
 }
 
+/// Start of the class stretch that ends at `end`, not before `lo`.
+fn stretch_start(bytes: &[u8], class: &ByteSet, end: usize, lo: usize) -> usize {
+    let mut a = end;
+    while a > lo && class.has(bytes[a - 1]) {
+        a -= 1;
+    }
+    a
+}
+
 /// End of the class stretch that starts at `at`.
 fn run_end(bytes: &[u8], class: &ByteSet, at: usize) -> usize {
     bytes[at..]
@@ -784,10 +790,7 @@ impl RegexRun {
                 Candidate::None => {
                     // Resume where the trailing stretch begins, so the next scan does not cut
                     // a run in two.
-                    let mut a = len;
-                    while a > i && self.class.has(bytes[a - 1]) {
-                        a -= 1;
-                    }
+                    let a = stretch_start(bytes, &self.class, len, i);
                     return Step::Wait {
                         resume: a,
                         safe: len,
@@ -850,10 +853,7 @@ impl RegexRun {
                 // A run whose trigger is yet to come may be open at the end of the text.
                 match trigger.find(bytes, i) {
                     Some(t) => {
-                        let mut a = t;
-                        while a > i && self.class.has(bytes[a - 1]) {
-                            a -= 1;
-                        }
+                        let a = stretch_start(bytes, &self.class, t, i);
                         match self.start.find(&bytes[..t + 1], a) {
                             Some(s) => return Candidate::Run(s),
                             None => {
@@ -864,10 +864,7 @@ impl RegexRun {
                     }
                     None => {
                         // No trigger ahead: only the run touching the end can still matter.
-                        let mut a = len;
-                        while a > i && self.class.has(bytes[a - 1]) {
-                            a -= 1;
-                        }
+                        let a = stretch_start(bytes, &self.class, len, i);
                         return self
                             .start
                             .find(bytes, a)
@@ -1142,10 +1139,7 @@ impl TokenRun {
             }
         } else if !v.eof && i < len {
             // The run touching the end may still grow into a lead.
-            let mut a = len;
-            while a > from && self.class.has(bytes[a - 1]) {
-                a -= 1;
-            }
+            let a = stretch_start(bytes, &self.class, len, from);
             let tail = &v.text[a..];
             if a >= i && a < len && self.leads.iter().any(|l| l.starts_with(tail)) {
                 return Step::Wait {

@@ -236,7 +236,7 @@ impl Scanner {
             hits: LeadHits::default(),
             fresh: 0,
             pass_end: 0,
-            pending: Vec::new(),
+            pending: vec![false; self.detectors.len()],
             #[cfg(test)]
             steps: (0, 0),
         }
@@ -596,8 +596,7 @@ impl StreamRedactor<'_> {
 
             // Per token detector in the shared pass: the piece completes one of its leads
             // (and, below, ends with the beginning of one).
-            self.pending.clear();
-            self.pending.resize(scanner.detectors.len(), false);
+            self.pending.fill(false);
             if let Some(l) = &scanner.leads {
                 let pending = &mut self.pending;
                 self.hits
