@@ -390,6 +390,8 @@ pub struct Leads {
 /// letters candidates for all of them. A detector with a shorter lead searches on its own.
 const SHARED_LEAD_MIN: usize = 3;
 
+const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
+
 impl Leads {
     /// The shared automaton over the token detectors among `matchers` (`None` when there are
     /// none, or it does not build: each detector then searches on its own).
@@ -776,6 +778,7 @@ impl RegexRun {
             }
         }
         loop {
+            i = self.past_sparse(bytes, i, v.eof);
             // Next candidate run. Runs without a trigger byte, or not preceded by the context
             // gate, are skipped without being looked at.
             let run_start = match self.next_run_start(bytes, i, from) {
@@ -833,6 +836,32 @@ impl RegexRun {
             }
             i = stretch_end;
         }
+    }
+
+    /// With `min_digits`, the first position >= `i` not inside a complete class stretch with
+    /// fewer digits than that: no piece of such a stretch can hold a value, so its runs need
+    /// not be looked at. A stretch touching the end of an unfinished text may still grow and
+    /// is kept. Ungated detectors only: a gated run is found from its gate.
+    fn past_sparse(&self, bytes: &[u8], mut i: usize, eof: bool) -> usize {
+        if self.min_digits == 0 || self.context_gate.is_some() {
+            return i;
+        }
+        let len = bytes.len();
+        while let Some(t) = DIGIT.find(bytes, i) {
+            let a = stretch_start(bytes, &self.class, t, i);
+            let mut e = t;
+            let mut digits = 0;
+            while e < len && self.class.has(bytes[e]) {
+                digits += usize::from(bytes[e].is_ascii_digit());
+                e += 1;
+            }
+            if digits >= self.min_digits || (e == len && !eof) {
+                return a;
+            }
+            i = e;
+        }
+        // No digit ahead: only the stretch touching the end is left to look at.
+        stretch_start(bytes, &self.class, len, i)
     }
 
     /// Next position >= `i` where a run of this detector begins. With a trigger, runs lacking
