@@ -839,11 +839,12 @@ impl RegexRun {
     }
 
     /// With `min_digits`, the first position >= `i` not inside a complete class stretch with
-    /// fewer digits than that: no piece of such a stretch can hold a value, so its runs need
-    /// not be looked at. A stretch touching the end of an unfinished text may still grow and
-    /// is kept. Ungated detectors only: a gated run is found from its gate.
+    /// fewer digits than that, or shorter than `min_len`, or (with a context gate) not right
+    /// after a gate byte: no piece of such a stretch can hold a value, so its runs need not be
+    /// looked at. A stretch touching the end of an unfinished text may still grow and is
+    /// kept.
     fn past_sparse(&self, bytes: &[u8], mut i: usize, eof: bool) -> usize {
-        if self.min_digits == 0 || self.context_gate.is_some() {
+        if self.min_digits == 0 {
             return i;
         }
         let len = bytes.len();
@@ -855,7 +856,11 @@ impl RegexRun {
                 digits += usize::from(bytes[e].is_ascii_digit());
                 e += 1;
             }
-            if digits >= self.min_digits || (e == len && !eof) {
+            let gated = self
+                .context_gate
+                .as_ref()
+                .is_none_or(|g| gate_before(g, bytes, a));
+            if (digits >= self.min_digits && e - a >= self.min_len && gated) || (e == len && !eof) {
                 return a;
             }
             i = e;

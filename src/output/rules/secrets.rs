@@ -594,7 +594,8 @@ fn assignment_value() -> Option<Matcher> {
     // The value is the whole run: 8 to 200 bytes without `=` or `:`, then at most two `=`
     // of padding (the class holds no white space).
     let run = RegexRun::whole(VALUE_CLASS, VALUE_CLASS);
-    // A plausible secret has a digit: runs without one are not looked at.
+    // A plausible secret has a digit: runs without one are not looked at, and stretches
+    // without one are passed over.
     Some(Matcher::Regex(Box::new(
         run.validate(|v| assigned_value_shape(v) && plausible_secret(v))
             .context(Lookback::reversed(ctx))
@@ -602,6 +603,7 @@ fn assignment_value() -> Option<Matcher> {
             .context_deny(Lookback::reversed(deny))
             .context_gate(ASSIGN)
             .trigger(DIGIT)
+            .min_digits(1)
             .min_len(8),
     )))
 }
@@ -638,6 +640,7 @@ fn assignment_inline() -> Option<Matcher> {
             .group(1)
             .validate(plausible_secret)
             .context_deny(Lookback::reversed(re(&not_secret_names_rev())?))
+            .min_digits(1)
             .min_len(11),
     )))
 }
