@@ -17,6 +17,7 @@ use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::{dfa::DFA, AhoCorasick, AhoCorasickBuilder, Anchored, MatchKind, StartKind};
 use regex_lite::Regex;
 
+use super::shapes::{finder, Finder};
 use super::words::Words;
 pub use crate::byteset::ByteSet;
 
@@ -109,6 +110,8 @@ pub struct RegexRun {
     pub trigger: Option<ByteSet>,
     /// Finds values in a run piece; `None`: the whole piece is the only candidate value.
     pub regex: Option<Regex>,
+    /// The hand-written equivalent of `regex` ([`super::shapes`]), used for whole matches.
+    finder: Option<Finder>,
     /// Capture group that is the value (0 = whole match).
     pub group: usize,
     pub validate: fn(&str) -> bool,
@@ -155,6 +158,7 @@ impl RegexRun {
             class,
             start,
             trigger: None,
+            finder: regex.as_ref().and_then(|r| finder(r.as_str())),
             regex,
             group: 0,
             validate: |_| true,
@@ -1011,23 +1015,36 @@ impl RegexRun {
         }
         let touches = |i: Option<&u8>| i.is_some_and(u8::is_ascii_alphanumeric);
         let mut context_ok: Option<bool> = None;
-        let mut found = self.regex.as_ref().map(|r| r.captures_iter(text));
+        let finder = self.finder.filter(|_| self.group == 0);
+        let mut found = match finder {
+            Some(_) => None,
+            None => self.regex.as_ref().map(|r| r.captures_iter(text)),
+        };
+        let mut at = 0;
         let mut whole = Some((0, text));
         loop {
-            let (m_start, value) = match &mut found {
-                Some(it) => {
-                    let Some(caps) = it.next() else {
-                        break;
-                    };
-                    let Some(m) = caps.get(self.group) else {
-                        continue;
-                    };
-                    (m.start(), m.as_str())
+            let (m_start, value) = if let Some(f) = finder {
+                let Some((s, e)) = f(text.as_bytes(), at) else {
+                    break;
+                };
+                at = e.max(s + 1);
+                (s, text.get(s..e).unwrap_or(""))
+            } else {
+                match &mut found {
+                    Some(it) => {
+                        let Some(caps) = it.next() else {
+                            break;
+                        };
+                        let Some(m) = caps.get(self.group) else {
+                            continue;
+                        };
+                        (m.start(), m.as_str())
+                    }
+                    None => match whole.take() {
+                        Some(w) => w,
+                        None => break,
+                    },
                 }
-                None => match whole.take() {
-                    Some(w) => w,
-                    None => break,
-                },
             };
             if value.is_empty() {
                 continue;

@@ -6,6 +6,7 @@ pub mod detectors;
 pub mod matcher;
 pub mod redact;
 pub mod rules;
+pub mod shapes;
 pub mod words;
 
 pub use detectors::{catalog, Action, CatalogConfig, Category, CustomDetector, Detector};

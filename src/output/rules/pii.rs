@@ -5,6 +5,7 @@
 use super::{re, Rule, Spec};
 use crate::output::detectors::{Action, Category};
 use crate::output::matcher::{ByteSet, Lookback, Matcher, RegexRun};
+use crate::output::shapes;
 
 const EMAIL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9._%+@-");
 const ALNUM: ByteSet = ByteSet::from_spec(b"A-Za-z0-9");
@@ -55,7 +56,7 @@ pub const RULES: &[Rule] = &[
         action: Action::Redact,
         claims: &["US_SSN"],
         spec: Spec::Run {
-            pattern: r"[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3}\.[0-9]{2}\.[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}",
+            pattern: shapes::SSN,
             class: SSN_CLASS,
             start: DIGIT,
             trigger: None,
@@ -174,7 +175,7 @@ pub const RULES: &[Rule] = &[
         action: Action::Redact,
         claims: &["PHONE_NUMBER"],
         spec: Spec::Run {
-            pattern: r"\+?\(?[0-9]{1,4}\)?(?:[ .-]?\(?[0-9]{1,4}\)?){1,6}",
+            pattern: shapes::PHONE,
             class: PHONE_CLASS,
             start: PHONE_START,
             trigger: Some(DIGIT),
@@ -344,7 +345,7 @@ const SSN_CONTEXT_REV: &str = r"(?i)^[ \t]*[:=]?(?:[ \t]*(?:si|saw|fo|rebmun|\.?
 
 /// Nine digits in any grouping, after a social-security context within the same line.
 fn ssn_in_context() -> Option<Matcher> {
-    let r = re(r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}|[0-9]{3}-[0-9]{6}|[0-9]{5}-[0-9]{4}")?;
+    let r = re(shapes::SSN_ANY)?;
     number_after(
         RegexRun::new(SSN_CLASS, DIGIT, r)
             .shrink()
@@ -660,7 +661,7 @@ const PHONE_CONTEXT_REV: &str = r"(?i)^[ \t]*[.:#=]?[ \t]*(?:(?:si|rebmun|\.?on|
 
 /// Bare digits after a phone context within the same line.
 fn phone_in_context() -> Option<Matcher> {
-    let r = re(r"\+?[0-9]{10,15}")?;
+    let r = re(shapes::PHONE_BARE)?;
     number_after(
         RegexRun::new(PHONE_CLASS, PHONE_START, r),
         Lookback::reversed(re(PHONE_CONTEXT_REV)?),
