@@ -9,8 +9,10 @@
 //! a candidate when its three bytes, with case folded, are among the words' first, second and
 //! third letters (vector compares on [`crate::lanes`]); each candidate is checked against the
 //! exact trigrams, then compared whole. `b | 0x20` is a lower-case letter only when `b` is a
-//! letter of either case, so the folding lets nothing else through. Any other word list, or a
-//! single word (whose prefilter finds its rarest byte with `memchr`), keeps the automaton.
+//! letter of either case, so the folding lets nothing else through. A single such word is found
+//! the same way by its three letters alone: the automaton's prefilter looked for its rarest
+//! byte, the `w` of `aws`, which in English is not rare. Any other word list keeps the
+//! automaton.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -22,6 +24,16 @@ const MAX_LETTERS: usize = 8;
 pub enum Words {
     Automaton(AhoCorasick),
     Letters(Box<Trigrams>),
+    Single(Single),
+}
+
+/// One word that begins with three letters (`aws`): its first three letters, compared in all
+/// lanes at once. An automaton's prefilter would look for its rarest byte, and in English a
+/// `w` is not rare.
+pub struct Single {
+    /// The lower-case word.
+    word: Vec<u8>,
+    letters: [V; 3],
 }
 
 pub struct Trigrams {
@@ -50,6 +62,11 @@ impl Words {
         let lettered = words
             .iter()
             .all(|w| w.len() >= 3 && w.bytes().take(3).all(|b| b.is_ascii_alphabetic()));
+        if let ([w], true) = (words, lettered) {
+            let word = w.to_ascii_lowercase().into_bytes();
+            let letters = [V::splat(word[0]), V::splat(word[1]), V::splat(word[2])];
+            return Some(Words::Single(Single { word, letters }));
+        }
         if words.len() > 1 && lettered {
             let words: Vec<Vec<u8>> = words
                 .iter()
@@ -94,6 +111,7 @@ impl Words {
         match self {
             Words::Automaton(ac) => ac.find(hay).map(|m| m.start()),
             Words::Letters(t) => t.find(hay),
+            Words::Single(w) => w.find(hay),
         }
     }
 
@@ -129,6 +147,39 @@ impl Trigrams {
     /// reference the tests hold the vector search to.
     fn find_from(&self, hay: &[u8], from: usize) -> Option<usize> {
         (from..hay.len().saturating_sub(2)).find(|&i| self.at(hay, i))
+    }
+}
+
+impl Single {
+    /// Whether the word starts at `i`.
+    #[inline]
+    fn at(&self, hay: &[u8], i: usize) -> bool {
+        hay.get(i..i + self.word.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(&self.word))
+    }
+
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        let fold = V::splat(0x20);
+        let mut i = 0;
+        // Positions i..i + 16 read bytes up to i + 18. `b | 0x20` equals a lower-case letter
+        // only when `b` is that letter in either case.
+        while i + 18 <= hay.len() {
+            let m = V::load(&hay[i..])
+                .or(fold)
+                .eq(self.letters[0])
+                .and(V::load(&hay[i + 1..]).or(fold).eq(self.letters[1]))
+                .and(V::load(&hay[i + 2..]).or(fold).eq(self.letters[2]));
+            let mut m = m.mask();
+            while m != 0 {
+                let p = i + m.trailing_zeros() as usize;
+                if self.at(hay, p) {
+                    return Some(p);
+                }
+                m &= m - 1;
+            }
+            i += 16;
+        }
+        (i..hay.len()).find(|&p| self.at(hay, p))
     }
 }
 
@@ -192,7 +243,8 @@ mod tests {
     #[test]
     fn lists_take_the_letter_search_or_the_automaton() {
         assert!(matches!(Words::new(NAMES), Some(Words::Letters(_))));
-        assert!(matches!(Words::new(&["aws"]), Some(Words::Automaton(_))));
+        assert!(matches!(Words::new(&["aws"]), Some(Words::Single(_))));
+        assert!(matches!(Words::new(&["://"]), Some(Words::Automaton(_))));
         assert!(matches!(
             Words::new(&["ss", "social"]),
             Some(Words::Automaton(_))
@@ -233,14 +285,15 @@ mod tests {
                 prop::sample::select(vec![
                     "pass", "PaSs", "pas", "pwd", "PWD", "secre", "SECRET", "token", "tok",
                     "key", "kEy", "ke", "auth", "AUT", "credential", "Credentia", "a", "k",
+                    "aws", "AwS", "aW", "w", "tOKEN",
                     "s", " ", "=", "x", "0", "\u{e9}", "\u{c0}", "@", "[", "`", "{",
                 ]),
                 0..60,
             ),
-            list in 0usize..3,
+            list in 0usize..4,
         ) {
             let hay = parts.concat();
-            let lists: [&[&str]; 3] = [NAMES, &["aws"], &["ss", "social"]];
+            let lists: [&[&str]; 4] = [NAMES, &["aws"], &["ss", "social"], &["token"]];
             let words = Words::new(lists[list]).unwrap();
             prop_assert_eq!(words.find(hay.as_bytes()), naive(lists[list], hay.as_bytes()));
             if let Words::Letters(t) = &words {
