@@ -150,6 +150,57 @@ impl ByteSet {
     }
 }
 
+impl ByteSet {
+    /// Where the members of this set stand in `bytes`, one bit a byte.
+    pub fn bitmap(&self, bytes: &[u8]) -> Bitmap {
+        let mut words = vec![0u64; bytes.len().div_ceil(64)];
+        let ranges = &self.ranges[..usize::from(self.nranges)];
+        let mut i = 0;
+        if !ranges.is_empty() {
+            while i + 64 <= bytes.len() {
+                let mut w = 0u64;
+                for k in 0..4 {
+                    let block = V::load(&bytes[i + 16 * k..]);
+                    let m = ranges
+                        .iter()
+                        .fold(V::splat(0), |m, &(lo, hi)| m.or(block.in_range(lo, hi)))
+                        .mask();
+                    w |= u64::from(m) << (16 * k);
+                }
+                words[i / 64] = w;
+                i += 64;
+            }
+        }
+        for (p, &b) in bytes.iter().enumerate().skip(i) {
+            if self.has(b) {
+                words[p / 64] |= 1 << (p % 64);
+            }
+        }
+        Bitmap(words)
+    }
+}
+
+/// Positions in a text, one bit each: built once, it answers "the next member at or after a
+/// point" with a few word tests however many detectors ask, where each asking would otherwise
+/// search the bytes again.
+pub struct Bitmap(Vec<u64>);
+
+impl Bitmap {
+    /// The first marked position at or after `from`.
+    #[inline]
+    pub fn next(&self, from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        let mut bits = *self.0.get(w)? & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            bits = *self.0.get(w)?;
+        }
+    }
+}
+
 /// The bytes that occur in a text, as a 256-bit map: whether a text holds any member of a
 /// [`ByteSet`] is then a test of four words, whatever the set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -191,6 +242,21 @@ mod tests {
             let set = &sets[pick];
             let naive = hay.get(from..).and_then(|h| h.iter().position(|&b| set.has(b)).map(|p| p + from));
             prop_assert_eq!(set.find(&hay, from), naive);
+        }
+
+        #[test]
+        fn bitmap_next_equals_find(hay in prop::collection::vec(prop::sample::select(b"0123456789 ax.-AZ\xc3".to_vec()), 0..300), pick in 0usize..4) {
+            let sets = [
+                ByteSet::from_spec(b"0-9"),
+                ByteSet::from_spec(b"A-Z0-9 "),
+                ByteSet::from_spec(b"-"),
+                ByteSet::printable_except(b"\"'"),
+            ];
+            let set = &sets[pick];
+            let map = set.bitmap(&hay);
+            for from in 0..hay.len() + 70 {
+                prop_assert_eq!(map.next(from), set.find(&hay, from), "from {}", from);
+            }
         }
 
         #[test]

@@ -19,7 +19,7 @@ use regex_lite::Regex;
 
 use super::shapes::{finder, Finder};
 use super::words::Words;
-pub use crate::byteset::ByteSet;
+pub use crate::byteset::{Bitmap, ByteSet};
 
 /// What a detector knows about the text from a position on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +355,9 @@ pub struct View<'a> {
     /// pass ([`Leads`]), as sorted absolute starts and the absolute offset of `text`. `None`:
     /// the detector searches the text itself.
     pub leads: Option<(&'a [usize], usize)>,
+    /// Where the ASCII digits of `text` stand, when the caller has mapped them once for all
+    /// detectors (a whole text); `None`: a detector searches for digits itself.
+    pub digits: Option<&'a Bitmap>,
 }
 
 impl<'a> View<'a> {
@@ -394,7 +397,7 @@ pub struct Leads {
 /// letters candidates for all of them. A detector with a shorter lead searches on its own.
 const SHARED_LEAD_MIN: usize = 3;
 
-const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
+pub(crate) const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
 
 impl Leads {
     /// The shared automaton over the token detectors among `matchers` (`None` when there are
@@ -617,6 +620,12 @@ impl Matcher {
 
     /// Whether truncating the scan at `p` leaves this detector's runs from `p` on unchanged,
     /// so that an earlier verdict about text after `p` still holds.
+    /// Whether this detector passes over stretches with too few digits, and so reads
+    /// [`View::digits`].
+    pub fn seeks_digits(&self) -> bool {
+        matches!(self, Matcher::Regex(r) if r.min_digits > 0)
+    }
+
     pub fn unsplit_at(&self, bytes: &[u8], p: usize) -> bool {
         match self.class() {
             None => true,
@@ -782,7 +791,7 @@ impl RegexRun {
             }
         }
         loop {
-            i = self.past_sparse(bytes, i, v.eof);
+            i = self.past_sparse(v, i);
             // Next candidate run. Runs without a trigger byte, or not preceded by the context
             // gate, are skipped without being looked at.
             let run_start = match self.next_run_start(bytes, i, from) {
@@ -847,25 +856,35 @@ impl RegexRun {
     /// after a gate byte: no piece of such a stretch can hold a value, so its runs need not be
     /// looked at. A stretch touching the end of an unfinished text may still grow and is
     /// kept.
-    fn past_sparse(&self, bytes: &[u8], mut i: usize, eof: bool) -> usize {
+    fn past_sparse(&self, v: &View<'_>, mut i: usize) -> usize {
         if self.min_digits == 0 {
             return i;
         }
+        let bytes = v.text.as_bytes();
         let len = bytes.len();
-        while let Some(t) = DIGIT.find(bytes, i) {
-            let a = stretch_start(bytes, &self.class, t, i);
+        let next_digit = |i: usize| match v.digits {
+            Some(map) => map.next(i),
+            None => DIGIT.find(bytes, i),
+        };
+        while let Some(t) = next_digit(i) {
             let mut e = t;
             let mut digits = 0;
             while e < len && self.class.has(bytes[e]) {
                 digits += usize::from(bytes[e].is_ascii_digit());
                 e += 1;
             }
-            let gated = self
-                .context_gate
-                .as_ref()
-                .is_none_or(|g| gate_before(g, bytes, a));
-            if (digits >= self.min_digits && e - a >= self.min_len && gated) || (e == len && !eof) {
-                return a;
+            if e == len && !v.eof {
+                return stretch_start(bytes, &self.class, t, i);
+            }
+            if digits >= self.min_digits {
+                let a = stretch_start(bytes, &self.class, t, i);
+                let gated = self
+                    .context_gate
+                    .as_ref()
+                    .is_none_or(|g| gate_before(g, bytes, a));
+                if e - a >= self.min_len && gated {
+                    return a;
+                }
             }
             i = e;
         }
@@ -1371,6 +1390,7 @@ mod tests {
             chop: 256,
             floor: 0,
             leads: None,
+            digits: None,
         }
     }
 

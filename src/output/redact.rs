@@ -9,10 +9,10 @@
 use serde::Serialize;
 
 use super::detectors::{Action, Category, Detector};
-use super::matcher::PEM_END_TAIL;
 use super::matcher::{
     find_open_end, pem_body_follows, ByteSet, LeadHits, Leads, Matcher, OpenEnd, Step, Tri, View,
 };
+use super::matcher::{DIGIT, PEM_END_TAIL};
 use crate::audit::sign::Fingerprinter;
 use crate::byteset::Occurs;
 use crate::unicode::{fold_char, Fold};
@@ -58,6 +58,9 @@ pub struct Scanner {
     /// Per detector, the bytes that wake it and how far back they matter ([`Matcher::watch`]).
     watch: Vec<Option<(ByteSet, usize)>>,
     holdback: usize,
+    /// Whether a detector looks for digit-dense stretches: a whole text's digits are then
+    /// mapped once for all of them.
+    maps_digits: bool,
     /// The audit key: findings carry a keyed fingerprint of their value when set.
     fingerprint_key: Option<Vec<u8>>,
 }
@@ -73,6 +76,7 @@ impl Scanner {
         Scanner {
             leads: Leads::new(detectors.iter().map(|d| &d.matcher)),
             watch: detectors.iter().map(|d| d.matcher.watch()).collect(),
+            maps_digits: detectors.iter().any(|d| d.matcher.seeks_digits()),
             detectors,
             holdback: holdback.max(256),
             fingerprint_key: None,
@@ -131,12 +135,14 @@ impl Scanner {
             map.push(raw, &mut folded);
             folded.as_str()
         };
+        let digits = self.maps_digits.then(|| DIGIT.bitmap(text.as_bytes()));
         let view = View {
             text,
             eof: true,
             chop: self.holdback,
             floor: 0,
             leads: None,
+            digits: digits.as_ref(),
         };
         let hits = self.leads.as_ref().map(|l| {
             let mut h = LeadHits::default();
@@ -354,6 +360,7 @@ impl DetState {
             chop,
             floor: 0,
             leads: None,
+            digits: None,
         };
         match m.step(&view, rel, false) {
             step @ (Step::Match { start, .. } | Step::Open { start, .. }) if start < end => {
@@ -608,6 +615,7 @@ impl StreamRedactor<'_> {
                 chop: scanner.holdback,
                 floor: 0,
                 leads: None,
+                digits: None,
             };
             let hits = scanner.leads.as_ref().map(|_| &self.hits);
             // A short piece: detectors with nothing pending that it brings none of their
