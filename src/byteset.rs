@@ -180,12 +180,30 @@ impl ByteSet {
     }
 }
 
+impl ByteSet {
+    /// Whether every member of this set is a member of `other`.
+    pub fn within(&self, other: &ByteSet) -> bool {
+        self.map.iter().zip(&other.map).all(|(a, b)| a & !b == 0)
+    }
+}
+
 /// Positions in a text, one bit each: built once, it answers "the next member at or after a
 /// point" with a few word tests however many detectors ask, where each asking would otherwise
 /// search the bytes again.
 pub struct Bitmap(Vec<u64>);
 
 impl Bitmap {
+    /// No position marked, for a text of `len` bytes.
+    pub fn empty(len: usize) -> Bitmap {
+        Bitmap(vec![0; len.div_ceil(64)])
+    }
+
+    pub fn set(&mut self, p: usize) {
+        if let Some(w) = self.0.get_mut(p / 64) {
+            *w |= 1 << (p % 64);
+        }
+    }
+
     /// The first marked position at or after `from`.
     #[inline]
     pub fn next(&self, from: usize) -> Option<usize> {

@@ -357,7 +357,51 @@ pub struct View<'a> {
     pub leads: Option<(&'a [usize], usize)>,
     /// Where the ASCII digits of `text` stand, when the caller has mapped them once for all
     /// detectors (a whole text); `None`: a detector searches for digits itself.
-    pub digits: Option<&'a Bitmap>,
+    pub digits: Option<&'a Digits>,
+}
+
+/// The bytes of a number: a phone number's class, which holds those of cards and SSNs.
+const NUMBER: ByteSet = ByteSet::from_spec(b"0-9 ()+.-");
+/// The fewest digits a value of a number detector has (a phone number's).
+const DENSE_MIN: usize = 7;
+
+/// The digits of a whole text, mapped once for every detector that skips digit-poor
+/// stretches ([`RegexRun::min_digits`]).
+pub struct Digits {
+    all: Bitmap,
+    /// Only the digits in stretches of [`NUMBER`] bytes holding at least [`DENSE_MIN`] of
+    /// them. A detector whose class lies within `NUMBER` and that needs as many digits finds
+    /// every stretch it could match in one of those, so it looks at these digits alone.
+    dense: Bitmap,
+}
+
+impl Digits {
+    pub fn of(bytes: &[u8]) -> Digits {
+        let all = DIGIT.bitmap(bytes);
+        let mut dense = Bitmap::empty(bytes.len());
+        let mut i = 0;
+        while let Some(t) = all.next(i) {
+            let a = stretch_start(bytes, &NUMBER, t, i);
+            let e = run_end(bytes, &NUMBER, t);
+            let digits = bytes[a..e].iter().filter(|b| b.is_ascii_digit()).count();
+            if digits >= DENSE_MIN {
+                for p in (a..e).filter(|&p| bytes[p].is_ascii_digit()) {
+                    dense.set(p);
+                }
+            }
+            i = e;
+        }
+        Digits { all, dense }
+    }
+
+    /// The map a detector with `class` and `min_digits` may read.
+    fn for_run(&self, class: &ByteSet, min_digits: usize) -> &Bitmap {
+        if min_digits >= DENSE_MIN && class.within(&NUMBER) {
+            &self.dense
+        } else {
+            &self.all
+        }
+    }
 }
 
 impl<'a> View<'a> {
@@ -862,7 +906,8 @@ impl RegexRun {
         }
         let bytes = v.text.as_bytes();
         let len = bytes.len();
-        let next_digit = |i: usize| match v.digits {
+        let map = v.digits.map(|d| d.for_run(&self.class, self.min_digits));
+        let next_digit = |i: usize| match map {
             Some(map) => map.next(i),
             None => DIGIT.find(bytes, i),
         };

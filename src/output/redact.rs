@@ -12,7 +12,7 @@ use super::detectors::{Action, Category, Detector};
 use super::matcher::{
     find_open_end, pem_body_follows, ByteSet, LeadHits, Leads, Matcher, OpenEnd, Step, Tri, View,
 };
-use super::matcher::{DIGIT, PEM_END_TAIL};
+use super::matcher::{Digits, PEM_END_TAIL};
 use crate::audit::sign::Fingerprinter;
 use crate::byteset::Occurs;
 use crate::unicode::{fold_char, Fold};
@@ -135,7 +135,7 @@ impl Scanner {
             map.push(raw, &mut folded);
             folded.as_str()
         };
-        let digits = self.maps_digits.then(|| DIGIT.bitmap(text.as_bytes()));
+        let digits = self.maps_digits.then(|| Digits::of(text.as_bytes()));
         let view = View {
             text,
             eof: true,
