@@ -356,8 +356,9 @@ pub struct View<'a> {
     /// the detector searches the text itself.
     pub leads: Option<(&'a [usize], usize)>,
     /// Where the ASCII digits of `text` stand, when the caller has mapped them once for all
-    /// detectors (a whole text); `None`: a detector searches for digits itself.
-    pub digits: Option<&'a Digits>,
+    /// detectors (a whole text, or a long piece of a stream), and the map position of the
+    /// text's first byte; `None`: a detector searches for digits itself.
+    pub digits: Option<(&'a Digits, usize)>,
 }
 
 /// The bytes of a number: a phone number's class, which holds those of cards and SSNs.
@@ -365,8 +366,9 @@ const NUMBER: ByteSet = ByteSet::from_spec(b"0-9 ()+.-");
 /// The fewest digits a value of a number detector has (a phone number's).
 const DENSE_MIN: usize = 7;
 
-/// The digits of a whole text, mapped once for every detector that skips digit-poor
-/// stretches ([`RegexRun::min_digits`]).
+/// The digits of a text, mapped once for every detector that skips digit-poor stretches
+/// ([`RegexRun::min_digits`]). The map stays exact for any later part of the text: a stretch
+/// cut at the text's new start holds no more digits than it did whole.
 pub struct Digits {
     all: Bitmap,
     /// Only the digits in stretches of [`NUMBER`] bytes holding at least [`DENSE_MIN`] of
@@ -906,9 +908,11 @@ impl RegexRun {
         }
         let bytes = v.text.as_bytes();
         let len = bytes.len();
-        let map = v.digits.map(|d| d.for_run(&self.class, self.min_digits));
+        let map = v
+            .digits
+            .map(|(d, at)| (d.for_run(&self.class, self.min_digits), at));
         let next_digit = |i: usize| match map {
-            Some(map) => map.next(i),
+            Some((map, at)) => map.next(i + at).map(|p| p - at),
             None => DIGIT.find(bytes, i),
         };
         while let Some(t) = next_digit(i) {

@@ -17,6 +17,10 @@ use crate::audit::sign::Fingerprinter;
 use crate::byteset::Occurs;
 use crate::unicode::{fold_char, Fold};
 
+/// A stream piece at least this long has its digits mapped once for all number detectors
+/// ([`Digits`]); shorter ones are searched by each detector that wakes for them.
+const DIGIT_MAP_MIN: usize = 1024;
+
 /// Default length of a run piece: the most text a single run can hold back.
 pub const DEFAULT_HOLDBACK: usize = 512;
 /// Look-back kept before any scan position, for detectors that read the text before a value.
@@ -142,7 +146,7 @@ impl Scanner {
             chop: self.holdback,
             floor: 0,
             leads: None,
-            digits: digits.as_ref(),
+            digits: digits.as_ref().map(|d| (d, 0)),
         };
         let hits = self.leads.as_ref().map(|l| {
             let mut h = LeadHits::default();
@@ -549,6 +553,12 @@ impl StreamRedactor<'_> {
 
     fn drive(&mut self, eof: bool, out: &mut String) {
         let scanner = self.scanner;
+        // A long piece: its digits and the retained text's are mapped once for all number
+        // detectors. The map is kept at the absolute position of the buffer's start: during
+        // a drive the buffer can only lose text at its front, so it stays valid throughout.
+        let fresh = (self.base + self.buf.len()).saturating_sub(self.fresh);
+        let digits = (scanner.maps_digits && fresh >= DIGIT_MAP_MIN)
+            .then(|| (Digits::of(self.buf.as_bytes()), self.base));
         loop {
             if self.blocked {
                 return;
@@ -615,7 +625,7 @@ impl StreamRedactor<'_> {
                 chop: scanner.holdback,
                 floor: 0,
                 leads: None,
-                digits: None,
+                digits: digits.as_ref().map(|(d, at)| (d, self.base - at)),
             };
             let hits = scanner.leads.as_ref().map(|_| &self.hits);
             // A short piece: detectors with nothing pending that it brings none of their
@@ -1044,6 +1054,40 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 mod tests {
     use super::*;
     use crate::output::{catalog, CatalogConfig};
+
+    /// Long pieces have their digits mapped once, with many values committed while the map
+    /// is in use. The output equals the one-shot output whatever the piece size.
+    #[test]
+    fn long_pieces_read_the_digit_map() {
+        let scanner = Scanner::new(catalog(&CatalogConfig::default()).unwrap(), 256);
+        let rows = [
+            "card 4111 1111 1111 1111 exp 12/29, ",
+            "SSN: 536-22-8727; ",
+            "call +1 415 555 2671 or (415) 555-2671. ",
+            "mail bob+tag@mail.corp.io ",
+            "password = \"Tr0ub4dor&3x!\" ",
+            "IBAN DE89 3704 0044 0532 0130 00. ",
+            "version 1.2.3 build 20240308 at 2024-03-08 02:30:00, ids 17151 2450 and 536917763. ",
+            "    let x = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]; ",
+        ];
+        let mut text = String::new();
+        for i in 0..120 {
+            text.push_str(rows[i % rows.len()]);
+            text.push_str(rows[(i * 5 + 3) % rows.len()]);
+        }
+        let want = scanner.redact(&text);
+        assert!(want.findings.len() > 200, "{}", want.findings.len());
+        for piece in [1024, 1031, 1500, 4096, text.len()] {
+            let mut st = scanner.stream();
+            let mut out = String::new();
+            for c in text.as_bytes().chunks(piece) {
+                st.push_bytes(c, &mut out);
+            }
+            st.finish(&mut out);
+            assert_eq!(out, want.text, "pieces of {piece}");
+            assert_eq!(st.findings(), want.findings.as_slice(), "pieces of {piece}");
+        }
+    }
 
     /// Text in short pieces: most detector steps are told without scanning, and (in debug
     /// builds, where every such step is compared with the scanning step) agree with it; the
