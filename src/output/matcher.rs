@@ -664,14 +664,14 @@ impl Matcher {
         }
     }
 
-    /// Whether truncating the scan at `p` leaves this detector's runs from `p` on unchanged,
-    /// so that an earlier verdict about text after `p` still holds.
     /// Whether this detector passes over stretches with too few digits, and so reads
     /// [`View::digits`].
     pub fn seeks_digits(&self) -> bool {
         matches!(self, Matcher::Regex(r) if r.min_digits > 0)
     }
 
+    /// Whether truncating the scan at `p` leaves this detector's runs from `p` on unchanged,
+    /// so that an earlier verdict about text after `p` still holds.
     pub fn unsplit_at(&self, bytes: &[u8], p: usize) -> bool {
         match self.class() {
             None => true,
