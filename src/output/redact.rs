@@ -18,7 +18,7 @@ use crate::byteset::Occurs;
 use crate::unicode::{fold_char, Fold};
 
 /// The longest text [`Scanner::redact`] scans whole; longer ones go through a stream in
-/// pieces of [`BLOCK`] bytes.
+/// pieces of `BLOCK` (16 KiB).
 pub const WHOLE_MAX: usize = 64 * 1024;
 const BLOCK: usize = 16 * 1024;
 
@@ -135,7 +135,7 @@ impl Scanner {
     /// Redacts a whole text at once. Detectors read the folded text ([`fold_char`]); what is
     /// written and the findings' offsets are in the original text.
     ///
-    /// A text longer than [`WHOLE_MAX`] is fed to a stream in [`BLOCK`]-byte pieces, whose
+    /// A text longer than [`WHOLE_MAX`] is fed to a stream in 16 KiB pieces, whose
     /// output and findings equal [`Scanner::redact_whole`]'s (the stream's guarantee): each
     /// detector then reads a piece while it is in the cache, instead of running ahead through
     /// the whole text on its own and reading it from memory again, detector after detector.
