@@ -1132,15 +1132,27 @@ mod tests {
         let want = scanner.redact(&text);
         assert!(want.findings.len() > 200, "{}", want.findings.len());
         for piece in [1024, 1031, 1500, 4096, text.len()] {
-            let mut st = scanner.stream();
-            let mut out = String::new();
-            for c in text.as_bytes().chunks(piece) {
-                st.push_bytes(c, &mut out);
-            }
-            st.finish(&mut out);
-            assert_eq!(out, want.text, "pieces of {piece}");
-            assert_eq!(st.findings(), want.findings.as_slice(), "pieces of {piece}");
+            streamed(&scanner, &text, piece, &want);
         }
+    }
+
+    /// `text` through a stream in pieces of `piece` bytes, its output and findings held to
+    /// the one-shot `want`.
+    fn streamed<'s>(
+        scanner: &'s Scanner,
+        text: &str,
+        piece: usize,
+        want: &Redaction,
+    ) -> StreamRedactor<'s> {
+        let mut st = scanner.stream();
+        let mut out = String::new();
+        for c in text.as_bytes().chunks(piece) {
+            st.push_bytes(c, &mut out);
+        }
+        st.finish(&mut out);
+        assert_eq!(out, want.text, "pieces of {piece}");
+        assert_eq!(st.findings(), want.findings.as_slice(), "pieces of {piece}");
+        st
     }
 
     /// Text in short pieces: most detector steps are told without scanning, and (in debug
@@ -1160,14 +1172,7 @@ mod tests {
         assert!(want.findings.len() >= 6, "{:?}", want.findings);
         let mut quiet = 0;
         for piece in 1..=24 {
-            let mut st = scanner.stream();
-            let mut out = String::new();
-            for c in text.as_bytes().chunks(piece) {
-                st.push_bytes(c, &mut out);
-            }
-            st.finish(&mut out);
-            assert_eq!(out, want.text, "pieces of {piece}");
-            assert_eq!(st.findings(), want.findings.as_slice(), "pieces of {piece}");
+            let st = streamed(&scanner, text, piece, &want);
             let (q, scanned) = st.steps;
             assert!(
                 q > scanned,
