@@ -128,15 +128,11 @@ impl ByteSet {
             return f.map(|p| p + from);
         }
         let mut i = 0;
-        if self.nranges > 0 {
+        let ranges = self.ranges();
+        if !ranges.is_empty() {
             // Sixteen bytes at a time; the first member of a block is its lowest marked lane.
-            let ranges = &self.ranges[..usize::from(self.nranges)];
             while i + 16 <= hay.len() {
-                let block = V::load(&hay[i..]);
-                let m = ranges
-                    .iter()
-                    .fold(V::splat(0), |m, &(lo, hi)| m.or(block.in_range(lo, hi)))
-                    .mask();
+                let m = in_ranges(ranges, &hay[i..]);
                 if m != 0 {
                     return Some(from + i + m.trailing_zeros() as usize);
                 }
@@ -148,26 +144,22 @@ impl ByteSet {
             .position(|&b| self.has(b))
             .map(|p| p + from + i)
     }
-}
 
-impl ByteSet {
+    /// The set's ranges for the vector searches (none when it has more than four).
+    fn ranges(&self) -> &[(u8, u8)] {
+        &self.ranges[..usize::from(self.nranges)]
+    }
+
     /// Where the members of this set stand in `bytes`, one bit a byte.
     pub fn bitmap(&self, bytes: &[u8]) -> Bitmap {
         let mut words = vec![0u64; bytes.len().div_ceil(64)];
-        let ranges = &self.ranges[..usize::from(self.nranges)];
         let mut i = 0;
+        let ranges = self.ranges();
         if !ranges.is_empty() {
             while i + 64 <= bytes.len() {
-                let mut w = 0u64;
-                for k in 0..4 {
-                    let block = V::load(&bytes[i + 16 * k..]);
-                    let m = ranges
-                        .iter()
-                        .fold(V::splat(0), |m, &(lo, hi)| m.or(block.in_range(lo, hi)))
-                        .mask();
-                    w |= u64::from(m) << (16 * k);
-                }
-                words[i / 64] = w;
+                words[i / 64] = (0..4).fold(0u64, |w, k| {
+                    w | u64::from(in_ranges(ranges, &bytes[i + 16 * k..])) << (16 * k)
+                });
                 i += 64;
             }
         }
@@ -178,13 +170,23 @@ impl ByteSet {
         }
         Bitmap(words)
     }
-}
 
-impl ByteSet {
     /// Whether every member of this set is a member of `other`.
     pub fn within(&self, other: &ByteSet) -> bool {
         self.map.iter().zip(&other.map).all(|(a, b)| a & !b == 0)
     }
+}
+
+/// The lanes of the first sixteen bytes of `bytes` holding a byte of one of `ranges`.
+/// Always inlined: as a call, [`ByteSet::find`]'s loop ran 6% more instructions on a stream
+/// of 16-byte pieces.
+#[inline(always)]
+fn in_ranges(ranges: &[(u8, u8)], bytes: &[u8]) -> u32 {
+    let block = V::load(bytes);
+    ranges
+        .iter()
+        .fold(V::splat(0), |m, &(lo, hi)| m.or(block.in_range(lo, hi)))
+        .mask()
 }
 
 /// Positions in a text, one bit each: built once, it answers "the next member at or after a
