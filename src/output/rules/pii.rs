@@ -4,12 +4,11 @@
 
 use super::{re, Rule, Spec};
 use crate::output::detectors::{Action, Category};
-use crate::output::matcher::{ByteSet, Lookback, Matcher, RegexRun};
+use crate::output::matcher::{ByteSet, Lookback, Matcher, RegexRun, DIGIT};
 use crate::output::shapes;
 
 const EMAIL_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9._%+@-");
 const ALNUM: ByteSet = ByteSet::from_spec(b"A-Za-z0-9");
-const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
 const PHONE_CLASS: ByteSet = ByteSet::from_spec(b"0-9 ()+.-");
 const PHONE_START: ByteSet = ByteSet::from_spec(b"0-9+(");
 const CARD_CLASS: ByteSet = ByteSet::from_spec(b"0-9 -");

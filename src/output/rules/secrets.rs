@@ -5,10 +5,9 @@
 use super::{re, Rule, Spec};
 use crate::codec::base64_decode;
 use crate::output::detectors::{Action, Category};
-use crate::output::matcher::{ByteSet, Lookback, Matcher, OpenEnd, RegexRun, Tri};
+use crate::output::matcher::{ByteSet, Lookback, Matcher, OpenEnd, RegexRun, Tri, DIGIT};
 
 const ALNUM: ByteSet = ByteSet::from_spec(b"A-Za-z0-9");
-const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
 const PEM_CLASS: ByteSet = ByteSet::from_spec(b"A-Z0-9 _-");
 const PEM_START: ByteSet = ByteSet::from_spec(b"-");
 const TOKEN_CLASS: ByteSet = ByteSet::from_spec(b"A-Za-z0-9_-");
