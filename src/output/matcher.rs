@@ -356,9 +356,9 @@ pub struct View<'a> {
     /// the detector searches the text itself.
     pub leads: Option<(&'a [usize], usize)>,
     /// Where the ASCII digits of `text` stand, when the caller has mapped them once for all
-    /// detectors (a whole text, or a long piece of a stream), and the map position of the
-    /// text's first byte; `None`: a detector searches for digits itself.
-    pub digits: Option<(&'a Digits, usize)>,
+    /// detectors (a whole text, or a long piece of a stream); `None`: a detector searches for
+    /// digits itself.
+    pub digits: Option<&'a Digits>,
 }
 
 /// The bytes of a number: a phone number's class, which holds those of cards and SSNs.
@@ -367,8 +367,7 @@ const NUMBER: ByteSet = ByteSet::from_spec(b"0-9 ()+.-");
 const DENSE_MIN: usize = 7;
 
 /// The digits of a text, mapped once for every detector that skips digit-poor stretches
-/// ([`RegexRun::min_digits`]). The map stays exact for any later part of the text: a stretch
-/// cut at the text's new start holds no more digits than it did whole.
+/// ([`RegexRun::min_digits`]).
 pub struct Digits {
     all: Bitmap,
     /// Only the digits in stretches of [`NUMBER`] bytes holding at least [`DENSE_MIN`] of
@@ -443,6 +442,7 @@ pub struct Leads {
 /// letters candidates for all of them. A detector with a shorter lead searches on its own.
 const SHARED_LEAD_MIN: usize = 3;
 
+/// ASCII digits: the bytes the number detectors count and the digit map marks.
 pub(crate) const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
 
 impl Leads {
@@ -574,14 +574,8 @@ impl LeadHits {
                             continue;
                         };
                         // (An occurrence starting before the retained text is forgotten.)
-                        let Some(s) = (p + 1).checked_sub(lead.len()) else {
-                            continue;
-                        };
-                        if let Some(Some(v)) = self.per.get_mut(det) {
-                            v.push(base + s);
-                            self.earliest = self.earliest.min(base + s);
-                            touched = true;
-                            found(det);
+                        if let Some(s) = (p + 1).checked_sub(lead.len()) {
+                            touched |= self.record(det, base + s, &mut found);
                         }
                     }
                 }
@@ -605,12 +599,7 @@ impl LeadHits {
                         if bytes[s..].starts_with(lead.as_bytes())
                             && base + s + lead.len() > self.indexed_to
                         {
-                            if let Some(Some(v)) = self.per.get_mut(det) {
-                                v.push(base + s);
-                                self.earliest = self.earliest.min(base + s);
-                                touched = true;
-                                found(det);
-                            }
+                            touched |= self.record(det, base + s, &mut found);
                         }
                     }
                     at = s + 1;
@@ -635,6 +624,18 @@ impl LeadHits {
             }
         }
         self.indexed_to = end;
+    }
+
+    /// Records an occurrence of detector `det`'s leads at absolute offset `start`, if the
+    /// detector is in the shared pass.
+    fn record(&mut self, det: usize, start: usize, found: &mut impl FnMut(usize)) -> bool {
+        let Some(Some(v)) = self.per.get_mut(det) else {
+            return false;
+        };
+        v.push(start);
+        self.earliest = self.earliest.min(start);
+        found(det);
+        true
     }
 
     /// Forgets occurrences that start before absolute offset `base`.
@@ -777,10 +778,10 @@ impl Matcher {
                     skip: false,
                 }
             }
-            Matcher::Token(t) => Step::Wait {
+            Matcher::Token(_) => Step::Wait {
                 resume: len,
                 safe: len,
-                skip: !t.glued && len > from && t.class.has(bytes[len - 1]),
+                skip: len > from && self.idle_skip(bytes, len) == Some(true),
             },
             Matcher::Literals(l) => l.step(v, from),
         }
@@ -908,11 +909,9 @@ impl RegexRun {
         }
         let bytes = v.text.as_bytes();
         let len = bytes.len();
-        let map = v
-            .digits
-            .map(|(d, at)| (d.for_run(&self.class, self.min_digits), at));
+        let map = v.digits.map(|d| d.for_run(&self.class, self.min_digits));
         let next_digit = |i: usize| match map {
-            Some((map, at)) => map.next(i + at).map(|p| p - at),
+            Some(map) => map.next(i),
             None => DIGIT.find(bytes, i),
         };
         while let Some(t) = next_digit(i) {

@@ -145,14 +145,8 @@ impl Scanner {
         }
         let mut st = self.stream();
         let mut out = String::with_capacity(raw.len());
-        let mut rest = raw;
-        while !rest.is_empty() {
-            let mut cut = BLOCK.min(rest.len());
-            while !rest.is_char_boundary(cut) {
-                cut += 1;
-            }
-            st.push_str(&rest[..cut], &mut out);
-            rest = &rest[cut..];
+        for block in raw.as_bytes().chunks(BLOCK) {
+            st.push_bytes(block, &mut out);
         }
         st.finish(&mut out);
         Redaction {
@@ -181,7 +175,7 @@ impl Scanner {
             chop: self.holdback,
             floor: 0,
             leads: None,
-            digits: digits.as_ref().map(|d| (d, 0)),
+            digits: digits.as_ref(),
         };
         let hits = self.leads.as_ref().map(|l| {
             let mut h = LeadHits::default();
@@ -589,11 +583,12 @@ impl StreamRedactor<'_> {
     fn drive(&mut self, eof: bool, out: &mut String) {
         let scanner = self.scanner;
         // A long piece: its digits and the retained text's are mapped once for all number
-        // detectors. The map is kept at the absolute position of the buffer's start: during
-        // a drive the buffer can only lose text at its front, so it stays valid throughout.
+        // detectors. The buffer is trimmed only on the way out of a drive, so the map holds
+        // for every pass below.
         let fresh = (self.base + self.buf.len()).saturating_sub(self.fresh);
         let digits = (scanner.maps_digits && fresh >= DIGIT_MAP_MIN)
-            .then(|| (Digits::of(self.buf.as_bytes()), self.base));
+            .then(|| Digits::of(self.buf.as_bytes()));
+        let mapped_at = self.base;
         loop {
             if self.blocked {
                 return;
@@ -654,13 +649,17 @@ impl StreamRedactor<'_> {
                 self.hits
                     .extend(l, &self.buf, self.base, |det| pending[det] = true);
             }
+            debug_assert!(
+                digits.is_none() || self.base == mapped_at,
+                "the buffer moved under its digit map"
+            );
             let view = View {
                 text: &self.buf,
                 eof,
                 chop: scanner.holdback,
                 floor: 0,
                 leads: None,
-                digits: digits.as_ref().map(|(d, at)| (d, self.base - at)),
+                digits: digits.as_ref(),
             };
             let hits = scanner.leads.as_ref().map(|_| &self.hits);
             // A short piece: detectors with nothing pending that it brings none of their
