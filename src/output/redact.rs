@@ -1105,6 +1105,19 @@ mod tests {
         assert!(whole.findings.len() > 1000, "{}", whole.findings.len());
         assert_eq!(blocks.text, whole.text);
         assert_eq!(blocks.findings, whole.findings);
+        assert!(!whole.blocked);
+        // With cards set to block, the card across the first block boundary ends both
+        // outputs right before it.
+        let cfg = CatalogConfig {
+            actions: vec![("credit_card".into(), Action::Block)],
+            ..CatalogConfig::default()
+        };
+        let blocking = Scanner::new(catalog(&cfg).unwrap(), 256);
+        let (blocks, whole) = (blocking.redact(&text), blocking.redact_whole(&text));
+        assert!(whole.blocked && !whole.text.contains("4111 1111"));
+        assert!(whole.text.len() < 2 * BLOCK, "{}", whole.text.len());
+        assert_eq!(blocks.text, whole.text);
+        assert_eq!(blocks.findings, whole.findings);
         assert_eq!(blocks.blocked, whole.blocked);
     }
 
