@@ -29,6 +29,22 @@ pub trait Lanes: Copy {
     }
 }
 
+/// Lanes that also look bytes up in a sixteen-entry table ([`crate::output::fingerprints`]).
+/// simd128 has the shuffle this needs; SSE2 has not (it came with SSSE3), so natively it is
+/// the plain lanes, which the tests use and the native build does not.
+pub trait Lookup: Lanes {
+    /// Lane `i` of the result is lane `idx[i]` of `self` (`idx[i] < 16`).
+    fn lookup(self, idx: Self) -> Self;
+    /// Each lane shifted right by four bits.
+    fn shr4(self) -> Self;
+}
+
+/// The lanes of this target that have [`Lookup`].
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub type LookupLanes = simd128::V;
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub type LookupLanes = Plain;
+
 /// Length of the leading run of ASCII bytes of `b`.
 #[inline]
 pub fn ascii_prefix(b: &[u8]) -> usize {
@@ -146,6 +162,17 @@ mod simd128 {
             u32::from(u8x16_bitmask(self.0))
         }
     }
+
+    impl super::Lookup for V {
+        #[inline]
+        fn lookup(self, idx: Self) -> Self {
+            V(i8x16_swizzle(self.0, idx.0))
+        }
+        #[inline]
+        fn shr4(self) -> Self {
+            V(u8x16_shr(self.0, 4))
+        }
+    }
 }
 
 /// Lanes as a plain array: the fallback elsewhere, and the reference the tests hold the vector
@@ -195,6 +222,19 @@ impl Lanes for Plain {
     }
 }
 
+impl Lookup for Plain {
+    fn lookup(self, idx: Self) -> Self {
+        let mut r = [0u8; 16];
+        for (x, &i) in r.iter_mut().zip(&idx.0) {
+            *x = self.0.get(usize::from(i)).copied().unwrap_or(0);
+        }
+        Plain(r)
+    }
+    fn shr4(self) -> Self {
+        Plain(self.0.map(|x| x >> 4))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +270,27 @@ mod tests {
             });
             prop_assert_eq!(va.in_range(lo, hi).mask(), want);
             prop_assert_eq!(pa.in_range(lo, hi).mask(), want);
+        }
+
+        /// The target's lookup lanes agree with the plain ones.
+        #[test]
+        fn lookup_lanes_match_the_plain_definition(
+            t in prop::array::uniform16(any::<u8>()),
+            x in prop::array::uniform16(any::<u8>()),
+        ) {
+            let (vt, vx) = (LookupLanes::load(&t), LookupLanes::load(&x));
+            let (pt, px) = (Plain::load(&t), Plain::load(&x));
+            let nib = LookupLanes::splat(15);
+            for bit in 0..8u8 {
+                let b = LookupLanes::splat(0x80 >> bit);
+                let pb = Plain::splat(0x80 >> bit);
+                let want = pt.lookup(px.and(Plain::splat(15))).and(pb).eq(pb).mask();
+                prop_assert_eq!(vt.lookup(vx.and(nib)).and(b).eq(b).mask(), want);
+                let want = px.shr4().and(pb).eq(pb).mask();
+                prop_assert_eq!(vx.shr4().and(b).eq(b).mask(), want);
+            }
+            prop_assert_eq!(px.shr4(), Plain(x.map(|c| c >> 4)));
+            prop_assert_eq!(pt.lookup(px.and(Plain::splat(15))), Plain(x.map(|c| t[usize::from(c & 15)])));
         }
     }
 }

@@ -17,6 +17,8 @@ use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::{dfa::DFA, AhoCorasick, AhoCorasickBuilder, Anchored, MatchKind, StartKind};
 use regex_lite::Regex;
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use super::fingerprints::Fingerprints;
 use super::shapes::{finder, Finder};
 use super::words::Words;
 pub use crate::byteset::{Bitmap, ByteSet};
@@ -422,7 +424,12 @@ impl<'a> View<'a> {
 /// candidates of all of them instead of one pass each.
 pub struct Leads {
     /// Finds the leftmost lead from a position on (its prefilter skips most of the text).
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     ac: AhoCorasick,
+    /// Where leads may start, sixteen bytes at a time (the automaton has no vector prefilter
+    /// on wasm32: its search would step through every byte).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    prints: Fingerprints,
     /// Every lead, with the detector (by index in the scanner) it belongs to.
     pats: Vec<(&'static str, usize)>,
     /// Per detector, whether its leads are in the shared pass.
@@ -437,10 +444,10 @@ pub struct Leads {
     start: StateID,
 }
 
-/// The shortest lead the shared pass takes. Its prefilter fingerprints every lead by as many
-/// leading bytes as the shortest one has: one two-byte lead (`SK`) would make common pairs of
-/// letters candidates for all of them. A detector with a shorter lead searches on its own.
-const SHARED_LEAD_MIN: usize = 3;
+/// The shortest lead the shared pass takes. Its prefilters know a lead by its first few
+/// bytes (aho-corasick's by as many as the shortest lead has): a two-byte lead (`SK`) would
+/// make common pairs of letters candidates. A detector with a shorter lead searches on its own.
+const SHARED_LEAD_MIN: usize = super::fingerprints::SHORTEST;
 
 /// ASCII digits: the bytes the number detectors count and the digit map marks.
 pub(crate) const DIGIT: ByteSet = ByteSet::from_spec(b"0-9");
@@ -465,10 +472,13 @@ impl Leads {
             return None;
         }
         let longest = pats.iter().map(|p| p.0.len()).max().unwrap_or(1);
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
         let ac = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostFirst)
             .build(pats.iter().map(|p| p.0))
             .ok()?;
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        let prints = Fingerprints::new(pats.iter().map(|p| p.0.as_bytes()))?;
         let dfa = DFA::builder()
             .match_kind(MatchKind::Standard)
             .start_kind(StartKind::Unanchored)
@@ -482,7 +492,10 @@ impl Leads {
             }
         }
         Some(Leads {
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             ac,
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            prints,
             pats,
             shared,
             longest,
@@ -494,6 +507,29 @@ impl Leads {
 }
 
 impl Leads {
+    /// Calls `found(p)` for positions `p >= from` of `bytes` in increasing order: every one
+    /// where a lead starts, and possibly others.
+    #[inline]
+    fn starts(&self, bytes: &[u8], from: usize, found: impl FnMut(usize)) {
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        {
+            let mut found = found;
+            // The leftmost lead from a position on, then on from the next byte (leads may
+            // overlap).
+            let mut at = from;
+            while let Some(m) = self
+                .ac
+                .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))
+            {
+                found(m.start());
+                at = m.start() + 1;
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        self.prints
+            .candidates::<crate::lanes::LookupLanes>(bytes, from, found);
+    }
+
     /// Calls `found(start, detector)` for every tail of `bytes` from `from` on that begins one
     /// of the leads: a token that may still be arriving.
     pub fn pending(&self, bytes: &[u8], from: usize, mut found: impl FnMut(usize, usize)) {
@@ -585,15 +621,8 @@ impl LeadHits {
                 // An occurrence not yet recorded ends past `indexed_to`, so it starts at most
                 // `longest - 1` bytes before it.
                 let from = self.indexed_to.saturating_sub(leads.longest - 1).max(base);
-                // Every position where some lead starts: the leftmost lead from a position
-                // on, then every lead at that start, then on from the next byte (leads may
-                // overlap).
-                let mut at = from - base;
-                while let Some(m) = leads
-                    .ac
-                    .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))
-                {
-                    let s = m.start();
+                // Every lead at every position where one may start.
+                leads.starts(bytes, from - base, |s| {
                     for &p in &leads.by_first[usize::from(bytes[s])] {
                         let (lead, det) = leads.pats[p];
                         if bytes[s..].starts_with(lead.as_bytes())
@@ -602,8 +631,7 @@ impl LeadHits {
                             touched |= self.record(det, base + s, &mut found);
                         }
                     }
-                    at = s + 1;
-                }
+                });
                 // The DFA's state after the text is the one after its last `longest` bytes:
                 // no lead's beginning is longer.
                 let tail = &bytes[bytes.len().saturating_sub(leads.longest)..];

@@ -3,6 +3,7 @@
 //! Anthropic responses (streamed and whole).
 
 pub mod detectors;
+pub mod fingerprints;
 pub mod matcher;
 pub mod redact;
 pub mod rules;
