@@ -206,6 +206,39 @@ impl Bitmap {
         }
     }
 
+    /// How many positions of `from..to` are marked.
+    pub fn count(&self, from: usize, to: usize) -> usize {
+        self.words(from, to)
+            .map(|(_, w)| w.count_ones() as usize)
+            .sum()
+    }
+
+    /// Marks the positions of `from..to` that `other` marks.
+    pub fn copy_from(&mut self, other: &Bitmap, from: usize, to: usize) {
+        for (k, w) in other.words(from, to) {
+            if let Some(x) = self.0.get_mut(k) {
+                *x |= w;
+            }
+        }
+    }
+
+    /// The words holding `from..to`, by index, with the positions outside it cleared.
+    fn words(&self, from: usize, to: usize) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let to = to.min(self.0.len() * 64);
+        let first = from / 64;
+        let last = to.div_ceil(64);
+        (first..last.max(first)).filter_map(move |k| {
+            let mut w = *self.0.get(k)?;
+            if k == from / 64 {
+                w &= !0u64 << (from % 64);
+            }
+            if k + 1 == last && !to.is_multiple_of(64) {
+                w &= !(!0u64 << (to % 64));
+            }
+            Some((k, w))
+        })
+    }
+
     /// The first marked position at or after `from`.
     #[inline]
     pub fn next(&self, from: usize) -> Option<usize> {
@@ -265,17 +298,37 @@ mod tests {
         }
 
         #[test]
-        fn bitmap_next_equals_find(hay in prop::collection::vec(prop::sample::select(b"0123456789 ax.-AZ\xc3".to_vec()), 0..300), pick in 0usize..4) {
+        fn bitmap_next_equals_find(hay in prop::collection::vec(prop::sample::select(b"0123456789 ax.-AZ\xc3()+/".to_vec()), 0..300), pick in 0usize..5) {
             let sets = [
                 ByteSet::from_spec(b"0-9"),
                 ByteSet::from_spec(b"A-Z0-9 "),
                 ByteSet::from_spec(b"-"),
+                ByteSet::from_spec(b"0-9 ()+.-"),
                 ByteSet::printable_except(b"\"'"),
             ];
             let set = &sets[pick];
             let map = set.bitmap(&hay);
             for from in 0..hay.len() + 70 {
                 prop_assert_eq!(map.next(from), set.find(&hay, from), "from {}", from);
+            }
+        }
+
+        /// Counting and copying a range of a map agree with doing it position by position.
+        #[test]
+        fn bitmap_ranges_equal_naive(
+            hay in prop::collection::vec(prop::sample::select(b"0a".to_vec()), 0..300),
+            from in 0usize..320,
+            to in 0usize..320,
+        ) {
+            let map = ByteSet::from_spec(b"0-9").bitmap(&hay);
+            let marked = |p: usize| hay.get(p) == Some(&b'0');
+            prop_assert_eq!(map.count(from, to), (from..to).filter(|&p| marked(p)).count());
+            let mut copy = Bitmap::empty(hay.len());
+            copy.set(0);
+            copy.copy_from(&map, from, to);
+            for p in 0..hay.len() {
+                let want = p == 0 || ((from..to).contains(&p) && marked(p));
+                prop_assert_eq!(copy.next(p) == Some(p), want, "at {}", p);
             }
         }
 

@@ -383,14 +383,12 @@ impl Digits {
         let all = DIGIT.bitmap(bytes);
         let mut dense = Bitmap::empty(bytes.len());
         let mut i = 0;
+        // The stretch holding the next digit `t` begins after the previous stretch's end
+        // `i`, so its digits are those from `t` on.
         while let Some(t) = all.next(i) {
-            let a = stretch_start(bytes, &NUMBER, t, i);
             let e = run_end(bytes, &NUMBER, t);
-            let digits = bytes[a..e].iter().filter(|b| b.is_ascii_digit()).count();
-            if digits >= DENSE_MIN {
-                for p in (a..e).filter(|&p| bytes[p].is_ascii_digit()) {
-                    dense.set(p);
-                }
+            if all.count(t, e) >= DENSE_MIN {
+                dense.copy_from(&all, t, e);
             }
             i = e;
         }
