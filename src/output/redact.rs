@@ -145,8 +145,12 @@ impl Scanner {
         }
         let mut st = self.stream();
         let mut out = String::with_capacity(raw.len());
-        for block in raw.as_bytes().chunks(BLOCK) {
-            st.push_bytes(block, &mut out);
+        // Blocks of whole characters: the text is known to be UTF-8.
+        let mut rest = raw;
+        while !rest.is_empty() {
+            let (block, next) = rest.split_at(rest.floor_char_boundary(BLOCK));
+            st.push_str(block, &mut out);
+            rest = next;
         }
         st.finish(&mut out);
         Redaction {
