@@ -952,11 +952,13 @@ impl RegexRun {
             }
             if digits >= self.min_digits {
                 let a = stretch_start(bytes, &self.class, t, i);
-                let gated = self
-                    .context_gate
-                    .as_ref()
-                    .is_none_or(|g| gate_before(g, bytes, a));
-                if e - a >= self.min_len && gated {
+                // (The length first: most stretches are short, and the gate test reads back.)
+                if e - a >= self.min_len
+                    && self
+                        .context_gate
+                        .as_ref()
+                        .is_none_or(|g| gate_before(g, bytes, a))
+                {
                     return a;
                 }
             }
