@@ -110,10 +110,10 @@ impl Fingerprints {
         let zero = L::splat(0);
         let mut p = from;
         // Sixteen positions at a time while their fingerprints lie inside `bytes`.
-        while p + 16 + WIDTH - 1 <= bytes.len() {
+        while let Some(block) = bytes.get(p..p + 16 + WIDTH - 1) {
             let mut all = L::splat(0xff);
             for k in 0..WIDTH {
-                let x = L::load(&bytes[p + k..]);
+                let x = L::load(&block[k..]);
                 let t = lo[k]
                     .lookup(x.and(nib))
                     .and(hi[k].lookup(x.shr4().and(nib)));
