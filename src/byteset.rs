@@ -131,8 +131,8 @@ impl ByteSet {
         let ranges = self.ranges();
         if !ranges.is_empty() {
             // Sixteen bytes at a time; the first member of a block is its lowest marked lane.
-            while i + 16 <= hay.len() {
-                let m = in_ranges(ranges, &hay[i..]);
+            while let Some(block) = hay.get(i..i + 16) {
+                let m = in_ranges(ranges, block);
                 if m != 0 {
                     return Some(from + i + m.trailing_zeros() as usize);
                 }

@@ -163,12 +163,12 @@ impl Single {
         let mut i = 0;
         // Positions i..i + 16 read bytes up to i + 18. `b | 0x20` equals a lower-case letter
         // only when `b` is that letter in either case.
-        while i + 18 <= hay.len() {
-            let m = V::load(&hay[i..])
+        while let Some(block) = hay.get(i..i + 18) {
+            let m = V::load(block)
                 .or(fold)
                 .eq(self.letters[0])
-                .and(V::load(&hay[i + 1..]).or(fold).eq(self.letters[1]))
-                .and(V::load(&hay[i + 2..]).or(fold).eq(self.letters[2]));
+                .and(V::load(&block[1..]).or(fold).eq(self.letters[1]))
+                .and(V::load(&block[2..]).or(fold).eq(self.letters[2]));
             let mut m = m.mask();
             while m != 0 {
                 let p = i + m.trailing_zeros() as usize;
@@ -205,10 +205,10 @@ mod vector {
         };
         let mut i = 0;
         // Positions i..i + 16 read bytes up to i + 18.
-        while i + 18 <= hay.len() {
-            let m = member(V::load(&hay[i..]), &sets[0])
-                .and(member(V::load(&hay[i + 1..]), &sets[1]))
-                .and(member(V::load(&hay[i + 2..]), &sets[2]));
+        while let Some(block) = hay.get(i..i + 18) {
+            let m = member(V::load(block), &sets[0])
+                .and(member(V::load(&block[1..]), &sets[1]))
+                .and(member(V::load(&block[2..]), &sets[2]));
             let mut m = m.mask();
             while m != 0 {
                 let p = i + m.trailing_zeros() as usize;
