@@ -156,9 +156,9 @@ impl ByteSet {
         let mut i = 0;
         let ranges = self.ranges();
         if !ranges.is_empty() {
-            while i + 64 <= bytes.len() {
-                words[i / 64] = (0..4).fold(0u64, |w, k| {
-                    w | u64::from(in_ranges(ranges, &bytes[i + 16 * k..])) << (16 * k)
+            for (word, block) in words.iter_mut().zip(bytes.chunks_exact(64)) {
+                *word = (0..4).fold(0u64, |w, k| {
+                    w | u64::from(in_ranges(ranges, &block[16 * k..])) << (16 * k)
                 });
                 i += 64;
             }

@@ -49,8 +49,8 @@ pub type LookupLanes = Plain;
 #[inline]
 pub fn ascii_prefix(b: &[u8]) -> usize {
     let mut i = 0;
-    while i + 16 <= b.len() {
-        let m = V::load(&b[i..]).mask();
+    while let Some(block) = b.get(i..i + 16) {
+        let m = V::load(block).mask();
         if m != 0 {
             return i + m.trailing_zeros() as usize;
         }
