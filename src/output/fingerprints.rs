@@ -51,11 +51,7 @@ impl Fingerprints {
         };
         for p in prints {
             let best = (0..BUCKETS)
-                .min_by_key(|&b| {
-                    let mut g = f.clone();
-                    g.add(p, b);
-                    g.width(b).saturating_sub(f.width(b))
-                })
+                .min_by_key(|&b| f.width(b, Some(p)).saturating_sub(f.width(b, None)))
                 .unwrap_or(0);
             f.add(p, best);
         }
@@ -87,15 +83,37 @@ impl Fingerprints {
         self.lo[k][usize::from(b & 15)] & self.hi[k][usize::from(b >> 4)]
     }
 
-    /// How often bucket `b` takes four bytes of text, by [`weight`] (its share of false
-    /// candidates).
-    fn width(&self, b: usize) -> u64 {
+    /// How often bucket `b` takes four bytes of text, by [`WEIGHTS`] (its share of false
+    /// candidates), with fingerprint `print` added to it if given. At each position the
+    /// bucket takes the bytes made of a low and a high nibble it takes.
+    fn width(&self, b: usize, print: Option<&[u8]>) -> u64 {
         (0..WIDTH)
             .map(|k| {
-                (0..=255u8)
-                    .filter(|&c| self.takes(k, c) >> b & 1 == 1)
-                    .map(weight)
-                    .sum::<u64>()
+                let (mut lows, mut highs) = (0u16, 0u16);
+                for n in 0..16 {
+                    lows |= u16::from(self.lo[k][n] >> b & 1) << n;
+                    highs |= u16::from(self.hi[k][n] >> b & 1) << n;
+                }
+                match print.map(|p| p.get(k)) {
+                    Some(Some(&c)) => {
+                        lows |= 1 << (c & 15);
+                        highs |= 1 << (c >> 4);
+                    }
+                    Some(None) => (lows, highs) = (!0, !0),
+                    None => {}
+                }
+                let mut sum = 0;
+                let mut hs = highs;
+                while hs != 0 {
+                    let h = hs.trailing_zeros() as usize;
+                    let mut ls = lows;
+                    while ls != 0 {
+                        sum += WEIGHTS[h << 4 | ls.trailing_zeros() as usize];
+                        ls &= ls - 1;
+                    }
+                    hs &= hs - 1;
+                }
+                sum
             })
             .product()
     }
@@ -142,21 +160,27 @@ impl Fingerprints {
     }
 }
 
-/// About how often byte `c` occurs in text, per mille: lower-case letters as in English, the
-/// space, and a little for every other byte.
-fn weight(c: u8) -> u64 {
+/// About how often each byte occurs in text, per mille: lower-case letters as in English,
+/// the space, and a little for every other byte.
+const WEIGHTS: [u64; 256] = {
     const LOWER: [u64; 26] = [
         82, 15, 28, 43, 127, 22, 20, 61, 70, 2, 8, 40, 24, 67, 75, 19, 1, 60, 63, 91, 28, 10, 24,
         2, 20, 1,
     ];
-    match c {
-        b'a'..=b'z' => LOWER[usize::from(c - b'a')],
-        b' ' => 150,
-        b'A'..=b'Z' | b'0'..=b'9' => 8,
-        b'_' | b'-' | b'.' | b':' | b'/' | b'(' | b')' | b'\n' => 10,
-        _ => 2,
+    let mut w = [2u64; 256];
+    let mut c = 0;
+    while c < 256 {
+        w[c] = match c as u8 {
+            b'a'..=b'z' => LOWER[c - b'a' as usize],
+            b' ' => 150,
+            b'A'..=b'Z' | b'0'..=b'9' => 8,
+            b'_' | b'-' | b'.' | b':' | b'/' | b'(' | b')' | b'\n' => 10,
+            _ => 2,
+        };
+        c += 1;
     }
-}
+    w
+};
 
 #[cfg(test)]
 mod tests {
