@@ -132,9 +132,7 @@ impl Fingerprints {
             let mut all = L::splat(0xff);
             for k in 0..WIDTH {
                 let x = L::load(&block[k..]);
-                let t = lo[k]
-                    .lookup(x.and(nib))
-                    .and(hi[k].lookup(x.shr4().and(nib)));
+                let t = lo[k].lookup(x.and(nib)).and(hi[k].lookup(x.shr4()));
                 all = all.and(t);
             }
             let mut m = !all.eq(zero).mask() & 0xffff;

@@ -17,8 +17,6 @@ use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::{dfa::DFA, AhoCorasick, AhoCorasickBuilder, Anchored, MatchKind, StartKind};
 use regex_lite::Regex;
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-use super::fingerprints::Fingerprints;
 use super::shapes::{finder, Finder};
 use super::words::Words;
 pub use crate::byteset::{Bitmap, ByteSet};
@@ -421,13 +419,8 @@ impl<'a> View<'a> {
 /// All token detectors' leads in one automaton, so that one pass over the text finds the
 /// candidates of all of them instead of one pass each.
 pub struct Leads {
-    /// Finds the leftmost lead from a position on (its prefilter skips most of the text).
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    ac: AhoCorasick,
-    /// Where leads may start, sixteen bytes at a time (the automaton has no vector prefilter
-    /// on wasm32: its search would step through every byte).
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    prints: Fingerprints,
+    /// Where leads may start.
+    starts: LeadStarts,
     /// Every lead, with the detector (by index in the scanner) it belongs to.
     pats: Vec<(&'static str, usize)>,
     /// Per detector, whether its leads are in the shared pass.
@@ -470,13 +463,7 @@ impl Leads {
             return None;
         }
         let longest = pats.iter().map(|p| p.0.len()).max().unwrap_or(1);
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        let ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(pats.iter().map(|p| p.0))
-            .ok()?;
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        let prints = Fingerprints::new(pats.iter().map(|p| p.0.as_bytes()))?;
+        let starts = LeadStarts::new(&pats)?;
         let dfa = DFA::builder()
             .match_kind(MatchKind::Standard)
             .start_kind(StartKind::Unanchored)
@@ -490,10 +477,7 @@ impl Leads {
             }
         }
         Some(Leads {
-            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-            ac,
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            prints,
+            starts,
             pats,
             shared,
             longest,
@@ -504,30 +488,58 @@ impl Leads {
     }
 }
 
-impl Leads {
-    /// Calls `found(p)` for positions `p >= from` of `bytes` in increasing order: every one
-    /// where a lead starts, and possibly others.
-    #[inline]
-    fn starts(&self, bytes: &[u8], from: usize, found: impl FnMut(usize)) {
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        {
-            let mut found = found;
-            // The leftmost lead from a position on, then on from the next byte (leads may
-            // overlap).
-            let mut at = from;
-            while let Some(m) = self
-                .ac
-                .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))
-            {
-                found(m.start());
-                at = m.start() + 1;
-            }
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        self.prints
-            .candidates::<crate::lanes::LookupLanes>(bytes, from, found);
+/// Where the shared pass's leads may start. Natively the leads' automaton, whose vector
+/// prefilter skips most of the text; as wasm the fingerprints, searched sixteen positions at
+/// a time, since the automaton has no vector prefilter on wasm32 and its search would step
+/// through every byte.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+struct LeadStarts(AhoCorasick);
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+struct LeadStarts(super::fingerprints::Fingerprints);
+
+impl LeadStarts {
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    fn new(pats: &[(&'static str, usize)]) -> Option<Self> {
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(pats.iter().map(|p| p.0))
+            .ok()?;
+        Some(LeadStarts(ac))
     }
 
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn new(pats: &[(&'static str, usize)]) -> Option<Self> {
+        super::fingerprints::Fingerprints::new(pats.iter().map(|p| p.0.as_bytes())).map(LeadStarts)
+    }
+
+    /// Calls `found(p)` for positions `p >= from` of `bytes` in increasing order: every one
+    /// where a lead starts, and possibly others.
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline]
+    fn each(&self, bytes: &[u8], from: usize, mut found: impl FnMut(usize)) {
+        // The leftmost lead from a position on, then on from the next byte (leads may
+        // overlap).
+        let mut at = from;
+        while let Some(m) = self
+            .0
+            .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))
+        {
+            found(m.start());
+            at = m.start() + 1;
+        }
+    }
+
+    /// Calls `found(p)` for positions `p >= from` of `bytes` in increasing order: every one
+    /// where a lead starts, and possibly others.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline]
+    fn each(&self, bytes: &[u8], from: usize, found: impl FnMut(usize)) {
+        self.0
+            .candidates::<crate::lanes::LookupLanes>(bytes, from, found);
+    }
+}
+
+impl Leads {
     /// Calls `found(start, detector)` for every tail of `bytes` from `from` on that begins one
     /// of the leads: a token that may still be arriving.
     pub fn pending(&self, bytes: &[u8], from: usize, mut found: impl FnMut(usize, usize)) {
@@ -620,7 +632,7 @@ impl LeadHits {
                 // `longest - 1` bytes before it.
                 let from = self.indexed_to.saturating_sub(leads.longest - 1).max(base);
                 // Every lead at every position where one may start.
-                leads.starts(bytes, from - base, |s| {
+                leads.starts.each(bytes, from - base, |s| {
                     for &p in &leads.by_first[usize::from(bytes[s])] {
                         let (lead, det) = leads.pats[p];
                         if bytes[s..].starts_with(lead.as_bytes())
