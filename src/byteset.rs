@@ -233,6 +233,30 @@ impl Bitmap {
         })
     }
 
+    /// The first position at or after `from` that begins `n` marked positions in a row
+    /// (`n` from 1 to 64; more reads as 64).
+    pub fn next_row(&self, from: usize, n: usize) -> Option<usize> {
+        let mut k = from / 64;
+        let mut mask = !0u64 << (from % 64);
+        loop {
+            let w = *self.0.get(k)?;
+            let next = self.0.get(k + 1).copied().unwrap_or(0);
+            // Bit p stays set while positions p..p+s are all marked.
+            let mut m = w & mask;
+            for s in 1..n.min(64) {
+                if m == 0 {
+                    break;
+                }
+                m &= (w >> s) | (next << (64 - s));
+            }
+            if m != 0 {
+                return Some(k * 64 + m.trailing_zeros() as usize);
+            }
+            k += 1;
+            mask = !0;
+        }
+    }
+
     /// The first marked position at or after `from`.
     #[inline]
     pub fn next(&self, from: usize) -> Option<usize> {
@@ -325,6 +349,19 @@ mod tests {
                 let want = (p == 0 || (from..to).contains(&p)) && marked(p);
                 prop_assert_eq!(copy.next(p) == Some(p), want, "at {}", p);
             }
+        }
+
+        /// Rows of marked positions, found by word, agree with looking position by position;
+        /// rows may cross word boundaries (long texts of mostly marked positions).
+        #[test]
+        fn bitmap_rows_equal_naive(
+            hay in prop::collection::vec(prop::sample::select(b"0000a".to_vec()), 0..300),
+            from in 0usize..320,
+            n in 1usize..70,
+        ) {
+            let map = ByteSet::from_spec(b"0-9").bitmap(&hay);
+            let row = |p: usize| (p..p + n.min(64)).all(|q| hay.get(q) == Some(&b'0'));
+            prop_assert_eq!(map.next_row(from, n), (from..hay.len()).find(|&p| row(p)));
         }
 
         #[test]

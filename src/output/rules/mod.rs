@@ -17,7 +17,7 @@ pub mod secrets;
 use regex_lite::Regex;
 
 use super::detectors::{Action, CatalogConfig, Category};
-use super::matcher::{ByteSet, Matcher, RegexRun, TokenRun, Tri};
+use super::matcher::{ByteSet, Head, Matcher, RegexRun, TokenRun, Tri};
 use crate::tools::glob_match;
 
 /// How a rule finds its values.
@@ -46,6 +46,9 @@ pub enum Spec {
         /// The fewest ASCII digits a value holds: runs with fewer are not matched at all (a
         /// byte count spares the regex on most runs of code and prose).
         min_digits: usize,
+        /// How every value of `pattern` begins, when that is rarer than a digit (a rule test
+        /// checks it against the examples).
+        head: Option<Head>,
         shrink: bool,
     },
     /// A matcher that needs context or an open end, built by code.
@@ -94,6 +97,7 @@ impl Rule {
                 validate,
                 min_len,
                 min_digits,
+                head,
                 shrink,
             } => {
                 let r = Regex::new(pattern).map_err(|_| bad())?;
@@ -109,6 +113,9 @@ impl Rule {
                 }
                 if let Some(t) = trigger {
                     run = run.trigger(*t);
+                }
+                if let Some(h) = head {
+                    run = run.head(*h);
                 }
                 Ok(Some(Matcher::Regex(Box::new(run))))
             }
