@@ -97,6 +97,11 @@ impl ByteSet {
         set.with_few()
     }
 
+    /// Whether both sets have the same members.
+    pub fn same(&self, other: &ByteSet) -> bool {
+        self.map == other.map
+    }
+
     /// The set as a 256-entry lookup table (one load per byte in a tight loop).
     pub const fn table(&self) -> [bool; 256] {
         let mut t = [false; 256];

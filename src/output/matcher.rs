@@ -428,10 +428,53 @@ pub struct Digits {
     /// them. A detector whose class lies within `NUMBER` and that needs as many digits finds
     /// every stretch it could match in one of those, so it looks at these digits alone.
     dense: Bitmap,
+    /// Per class that several detectors walk ([`SharedWalks`]), its stretches with digits
+    /// long enough for any of them, walked once for all.
+    walked: Vec<(ByteSet, Vec<Stretch>)>,
+}
+
+/// A class stretch `start..end` with `digits` ASCII digits.
+#[derive(Clone, Copy)]
+struct Stretch {
+    start: usize,
+    end: usize,
+    digits: usize,
+}
+
+/// The classes whose digit stretches two or more detectors walk ([`RegexRun::past_sparse`]),
+/// each with the shortest `min_len` among them: the scanner's texts have those stretches
+/// listed once ([`Digits::of`]) instead of walked once per detector.
+#[derive(Default)]
+pub struct SharedWalks(Vec<(ByteSet, usize)>);
+
+impl SharedWalks {
+    pub fn of<'m>(matchers: impl IntoIterator<Item = &'m Matcher>) -> SharedWalks {
+        let mut classes: Vec<(ByteSet, usize, usize)> = Vec::new();
+        for m in matchers {
+            let Matcher::Regex(r) = m else { continue };
+            if !r.walks_digits() {
+                continue;
+            }
+            match classes.iter_mut().find(|c| c.0.same(&r.class)) {
+                Some(c) => {
+                    c.1 = c.1.min(r.min_len);
+                    c.2 += 1;
+                }
+                None => classes.push((r.class, r.min_len, 1)),
+            }
+        }
+        SharedWalks(
+            classes
+                .into_iter()
+                .filter(|c| c.2 >= 2)
+                .map(|c| (c.0, c.1))
+                .collect(),
+        )
+    }
 }
 
 impl Digits {
-    pub fn of(bytes: &[u8]) -> Digits {
+    pub fn of(bytes: &[u8], shared: &SharedWalks) -> Digits {
         let all = DIGIT.bitmap(bytes);
         let mut dense = Bitmap::empty(bytes.len());
         let mut i = 0;
@@ -444,7 +487,20 @@ impl Digits {
             }
             i = e;
         }
-        Digits { all, dense }
+        let walked = shared
+            .0
+            .iter()
+            .map(|&(class, min_len)| (class, stretches(bytes, &all, &class, min_len)))
+            .collect();
+        Digits { all, dense, walked }
+    }
+
+    /// The listed stretches of `class`, when it is walked once for all its detectors.
+    fn walked(&self, class: &ByteSet) -> Option<&[Stretch]> {
+        self.walked
+            .iter()
+            .find(|w| w.0.same(class))
+            .map(|w| w.1.as_slice())
     }
 
     /// The map a detector with `class` and `min_digits` may read.
@@ -455,6 +511,28 @@ impl Digits {
             &self.all
         }
     }
+}
+
+/// The stretches of `class` in `bytes` that hold a digit and are at least `min_len` long
+/// (the last one also when shorter: a stream's text may still grow), in order.
+fn stretches(bytes: &[u8], digits: &Bitmap, class: &ByteSet, min_len: usize) -> Vec<Stretch> {
+    let len = bytes.len();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(t) = digits.next(i) {
+        let end = run_end(bytes, class, t);
+        let start = stretch_start(bytes, class, t, i);
+        // (A digit outside the class, none is for the classes walked, holds no stretch.)
+        if end > t && (end - start >= min_len || end == len) {
+            out.push(Stretch {
+                start,
+                end,
+                digits: digits.count(start, end),
+            });
+        }
+        i = end.max(t + 1);
+    }
+    out
 }
 
 impl<'a> View<'a> {
@@ -1002,6 +1080,9 @@ impl RegexRun {
         if self.min_digits == 0 {
             return i;
         }
+        if let Some(list) = v.digits.and_then(|d| d.walked(&self.class)) {
+            return self.past_sparse_listed(v, list, i);
+        }
         let bytes = v.text.as_bytes();
         let len = bytes.len();
         let map = v.digits.map(|d| d.for_run(&self.class, self.min_digits));
@@ -1022,18 +1103,61 @@ impl RegexRun {
             if digits >= self.min_digits {
                 let a = stretch_start(bytes, &self.class, t, i);
                 // (The length first: most stretches are short, and the gate test reads back.)
-                if e - a >= self.min_len
-                    && self
-                        .context_gate
-                        .as_ref()
-                        .is_none_or(|g| gate_before(g, bytes, a))
-                {
+                if e - a >= self.min_len && self.gated(bytes, a) {
                     return a;
                 }
             }
             i = e;
         }
         // No digit ahead: only the stretch touching the end is left to look at.
+        stretch_start(bytes, &self.class, len, i)
+    }
+
+    /// Whether a run at `a` passes the context gate, if any.
+    fn gated(&self, bytes: &[u8], a: usize) -> bool {
+        self.context_gate
+            .as_ref()
+            .is_none_or(|g| gate_before(g, bytes, a))
+    }
+
+    /// Whether [`Self::past_sparse`] walks this detector's digit stretches one by one (with
+    /// the digit map: not for heads, nor for classes within [`NUMBER`] read from the dense
+    /// map).
+    fn walks_digits(&self) -> bool {
+        self.head.is_none()
+            && self.min_digits > 0
+            && !(self.min_digits >= DENSE_MIN && self.class.within(&NUMBER))
+    }
+
+    /// [`Self::past_sparse`] over the listed stretches of the detector's class ([`Digits`]):
+    /// each has a digit and is at least as long as the shortest value of any detector
+    /// listing it. A stretch that begins before `i` counts from `i`.
+    fn past_sparse_listed(&self, v: &View<'_>, list: &[Stretch], mut i: usize) -> usize {
+        let bytes = v.text.as_bytes();
+        let len = bytes.len();
+        let first = list.partition_point(|s| s.end <= i);
+        for s in &list[first..] {
+            let a = s.start.max(i);
+            if s.end == len && !v.eof {
+                return a;
+            }
+            let digits = if s.start >= i {
+                s.digits
+            } else {
+                bytes[a..s.end]
+                    .iter()
+                    .filter(|b| b.is_ascii_digit())
+                    .count()
+            };
+            // (A stretch that begins before `i` may have no digit left: the walk never sees it.)
+            if digits == 0 {
+                continue;
+            }
+            if digits >= self.min_digits && s.end - a >= self.min_len && self.gated(bytes, a) {
+                return a;
+            }
+            i = s.end;
+        }
         stretch_start(bytes, &self.class, len, i)
     }
 
@@ -1562,6 +1686,57 @@ mod tests {
             leads: None,
             digits: None,
         }
+    }
+
+    /// Stretches listed once for several detectors are passed over as each detector walking
+    /// them itself passes over them, from every position, in finished and unfinished texts.
+    #[test]
+    fn listed_stretches_pass_over_what_walks_do() {
+        let detectors = crate::output::catalog(&crate::output::CatalogConfig::default()).unwrap();
+        let matchers = || detectors.iter().map(|d| &d.matcher);
+        let shared = SharedWalks::of(matchers());
+        assert!(!shared.0.is_empty(), "no class is walked by two detectors");
+        let runs: Vec<&RegexRun> = matchers()
+            .filter_map(|m| match m {
+                Matcher::Regex(r) if shared.0.iter().any(|c| c.0.same(&r.class)) => Some(&**r),
+                _ => None,
+            })
+            .collect();
+        let parts = prop::sample::select(vec![
+            "password",
+            "key",
+            "=",
+            ":",
+            " ",
+            "\"",
+            "'",
+            "a1",
+            "x",
+            "7",
+            "12345678",
+            "Zq9",
+            ",",
+            "\n",
+            "(",
+            "-",
+            "abcdefgh",
+            "h7Gk29fLq0Xz",
+        ]);
+        let texts = prop::collection::vec(parts, 0..24).prop_map(|p| p.concat());
+        proptest!(|(text in texts, eof in any::<bool>())| {
+            let listed = Digits::of(text.as_bytes(), &shared);
+            let walked = Digits::of(text.as_bytes(), &SharedWalks::default());
+            let view = |digits| View { eof, digits: Some(digits), ..unfinished(&text) };
+            for r in &runs {
+                for i in 0..=text.len() {
+                    prop_assert_eq!(
+                        r.past_sparse(&view(&listed), i),
+                        r.past_sparse(&view(&walked), i),
+                        "from {} in {:?}", i, text
+                    );
+                }
+            }
+        });
     }
 
     /// Every built-in detector's quiet step equals its scanning step wherever the caller would

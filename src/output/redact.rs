@@ -12,7 +12,7 @@ use super::detectors::{Action, Category, Detector};
 use super::matcher::{
     find_open_end, pem_body_follows, ByteSet, LeadHits, Leads, Matcher, OpenEnd, Step, Tri, View,
 };
-use super::matcher::{Digits, PEM_END_TAIL};
+use super::matcher::{Digits, SharedWalks, PEM_END_TAIL};
 use crate::audit::sign::Fingerprinter;
 use crate::byteset::Occurs;
 use crate::unicode::{fold_char, Fold};
@@ -70,6 +70,8 @@ pub struct Scanner {
     /// Whether a detector looks for digit-dense stretches: a whole text's digits are then
     /// mapped once for all of them.
     maps_digits: bool,
+    /// The digit stretches listed in that map for several detectors at once.
+    shared_walks: SharedWalks,
     /// The audit key: findings carry a keyed fingerprint of their value when set.
     fingerprint_key: Option<Vec<u8>>,
 }
@@ -86,6 +88,7 @@ impl Scanner {
             leads: Leads::new(detectors.iter().map(|d| &d.matcher)),
             watch: detectors.iter().map(|d| d.matcher.watch()).collect(),
             maps_digits: detectors.iter().any(|d| d.matcher.seeks_digits()),
+            shared_walks: SharedWalks::of(detectors.iter().map(|d| &d.matcher)),
             detectors,
             holdback: holdback.max(256),
             fingerprint_key: None,
@@ -172,7 +175,9 @@ impl Scanner {
             map.push(raw, &mut folded);
             folded.as_str()
         };
-        let digits = self.maps_digits.then(|| Digits::of(text.as_bytes()));
+        let digits = self
+            .maps_digits
+            .then(|| Digits::of(text.as_bytes(), &self.shared_walks));
         let view = View {
             text,
             eof: true,
@@ -591,7 +596,7 @@ impl StreamRedactor<'_> {
         // for every pass below.
         let fresh = (self.base + self.buf.len()).saturating_sub(self.fresh);
         let digits = (scanner.maps_digits && fresh >= DIGIT_MAP_MIN)
-            .then(|| Digits::of(self.buf.as_bytes()));
+            .then(|| Digits::of(self.buf.as_bytes(), &scanner.shared_walks));
         let mapped_at = self.base;
         loop {
             if self.blocked {
