@@ -505,12 +505,18 @@ impl Digits {
 
     /// The map a detector with `class` and `min_digits` may read.
     fn for_run(&self, class: &ByteSet, min_digits: usize) -> &Bitmap {
-        if min_digits >= DENSE_MIN && class.within(&NUMBER) {
+        if reads_dense(class, min_digits) {
             &self.dense
         } else {
             &self.all
         }
     }
+}
+
+/// Whether a detector with `class` and `min_digits` reads only the dense digits: every
+/// stretch it could match lies in a stretch of [`NUMBER`] bytes holding as many digits.
+fn reads_dense(class: &ByteSet, min_digits: usize) -> bool {
+    min_digits >= DENSE_MIN && class.within(&NUMBER)
 }
 
 /// The stretches of `class` in `bytes` that hold a digit and are at least `min_len` long
@@ -1124,9 +1130,7 @@ impl RegexRun {
     /// the digit map: not for heads, nor for classes within [`NUMBER`] read from the dense
     /// map).
     fn walks_digits(&self) -> bool {
-        self.head.is_none()
-            && self.min_digits > 0
-            && !(self.min_digits >= DENSE_MIN && self.class.within(&NUMBER))
+        self.head.is_none() && self.min_digits > 0 && !reads_dense(&self.class, self.min_digits)
     }
 
     /// [`Self::past_sparse`] over the listed stretches of the detector's class ([`Digits`]):
