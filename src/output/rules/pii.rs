@@ -117,7 +117,12 @@ pub const RULES: &[Rule] = &[
             }),
             shrink: true,
         },
-        examples: &["IBAN DE89 3704 0044 0532 0130 00.", "GB82WEST12345698765432"],
+        // (Norway's are the shortest: exactly `min_len`.)
+        examples: &[
+            "IBAN DE89 3704 0044 0532 0130 00.",
+            "GB82WEST12345698765432",
+            "NO9386011117947",
+        ],
         counter_examples: &["DE89 3704 0044 0532 0130 01", "GB82WEST1234"],
     },
     Rule {
