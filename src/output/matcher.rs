@@ -178,7 +178,7 @@ impl Head {
             // Each stretch of digits in turn, and each row of `digits` within it.
             None => loop {
                 let t = DIGIT.find(bytes, d)?;
-                let n = bytes[t..].iter().take_while(|b| b.is_ascii_digit()).count();
+                let n = run_end(bytes, &DIGIT, t) - t;
                 if let Some(h) = (t..(t + n + 1).saturating_sub(self.digits)).find_map(heads_at) {
                     return Some(h);
                 }
@@ -433,12 +433,11 @@ pub struct Digits {
     walked: Vec<(ByteSet, Vec<Stretch>)>,
 }
 
-/// A class stretch `start..end` with `digits` ASCII digits.
+/// A class stretch `start..end` (its digits are counted on the digit map when needed).
 #[derive(Clone, Copy)]
 struct Stretch {
     start: usize,
     end: usize,
-    digits: usize,
 }
 
 /// The classes whose digit stretches two or more detectors walk ([`RegexRun::past_sparse`]),
@@ -530,11 +529,7 @@ fn stretches(bytes: &[u8], digits: &Bitmap, class: &ByteSet, min_len: usize) -> 
         let start = stretch_start(bytes, class, t, i);
         // (A digit outside the class, none is for the classes walked, holds no stretch.)
         if end > t && (end - start >= min_len || end == len) {
-            out.push(Stretch {
-                start,
-                end,
-                digits: digits.count(start, end),
-            });
+            out.push(Stretch { start, end });
         }
         i = end.max(t + 1);
     }
@@ -1086,8 +1081,8 @@ impl RegexRun {
         if self.min_digits == 0 {
             return i;
         }
-        if let Some(list) = v.digits.and_then(|d| d.walked(&self.class)) {
-            return self.past_sparse_listed(v, list, i);
+        if let Some((d, list)) = v.digits.and_then(|d| Some((d, d.walked(&self.class)?))) {
+            return self.past_sparse_listed(v, &d.all, list, i);
         }
         let bytes = v.text.as_bytes();
         let len = bytes.len();
@@ -1136,7 +1131,13 @@ impl RegexRun {
     /// [`Self::past_sparse`] over the listed stretches of the detector's class ([`Digits`]):
     /// each has a digit and is at least as long as the shortest value of any detector
     /// listing it. A stretch that begins before `i` counts from `i`.
-    fn past_sparse_listed(&self, v: &View<'_>, list: &[Stretch], mut i: usize) -> usize {
+    fn past_sparse_listed(
+        &self,
+        v: &View<'_>,
+        map: &Bitmap,
+        list: &[Stretch],
+        mut i: usize,
+    ) -> usize {
         let bytes = v.text.as_bytes();
         let len = bytes.len();
         let first = list.partition_point(|s| s.end <= i);
@@ -1145,14 +1146,7 @@ impl RegexRun {
             if s.end == len && !v.eof {
                 return a;
             }
-            let digits = if s.start >= i {
-                s.digits
-            } else {
-                bytes[a..s.end]
-                    .iter()
-                    .filter(|b| b.is_ascii_digit())
-                    .count()
-            };
+            let digits = map.count(a, s.end);
             // (A stretch that begins before `i` may have no digit left: the walk never sees it.)
             if digits == 0 {
                 continue;
