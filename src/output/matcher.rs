@@ -147,6 +147,7 @@ pub struct RegexRun {
 /// The beginning every value of a number detector has: `letters` bytes of `before`, then
 /// `digits` ASCII digits in a row (an IBAN's country code and check digits). Such heads are
 /// found from the digit map's rows of digits, far fewer in code than stretches with digits.
+/// `before` holds no digit.
 #[derive(Clone, Copy)]
 pub struct Head {
     pub before: ByteSet,
@@ -157,33 +158,34 @@ pub struct Head {
 
 impl Head {
     /// The first position at or after `from` where a head begins, reading the digit map
-    /// `map` of `bytes` when there is one.
-    fn find(&self, bytes: &[u8], map: Option<&Bitmap>, from: usize) -> Option<usize> {
+    /// `map` of `bytes` when there is one. With `word`, only heads that begin a word count:
+    /// the byte before them, when the text shows it, is not alphanumeric.
+    fn find(&self, bytes: &[u8], map: Option<&Bitmap>, from: usize, word: bool) -> Option<usize> {
         let heads_at = |row: usize| {
             let h = row - self.letters;
-            bytes[h..row]
-                .iter()
-                .all(|&b| self.before.has(b))
-                .then_some(h)
+            (bytes[h..row].iter().all(|&b| self.before.has(b))
+                && !(word && h > 0 && bytes[h - 1].is_ascii_alphanumeric()))
+            .then_some(h)
         };
+        // Only the first row of a stretch of digits can follow letters: the rows after it
+        // follow digits, which `before` does not hold.
         let mut d = from + self.letters;
-        match map {
-            Some(map) => loop {
-                let row = map.next_row(d, self.digits)?;
-                if let Some(h) = heads_at(row) {
-                    return Some(h);
-                }
-                d = row + 1;
-            },
-            // Each stretch of digits in turn, and each row of `digits` within it.
-            None => loop {
-                let t = DIGIT.find(bytes, d)?;
-                let n = run_end(bytes, &DIGIT, t) - t;
-                if let Some(h) = (t..(t + n + 1).saturating_sub(self.digits)).find_map(heads_at) {
-                    return Some(h);
-                }
-                d = t + n;
-            },
+        loop {
+            let row = match map {
+                Some(map) => map.next_row(d, self.digits)?,
+                None => loop {
+                    let t = DIGIT.find(bytes, d)?;
+                    let e = run_end(bytes, &DIGIT, t);
+                    if e - t >= self.digits {
+                        break t;
+                    }
+                    d = e + 1;
+                },
+            };
+            if let Some(h) = heads_at(row) {
+                return Some(h);
+            }
+            d = run_end(bytes, &DIGIT, row) + self.letters;
         }
     }
 }
@@ -1165,7 +1167,7 @@ impl RegexRun {
         let bytes = v.text.as_bytes();
         let len = bytes.len();
         let map = v.digits.map(|d| &d.all);
-        while let Some(h) = head.find(bytes, map, i) {
+        while let Some(h) = head.find(bytes, map, i, self.bounded) {
             let e = run_end(bytes, &self.class, h);
             let a = stretch_start(bytes, &self.class, h, i);
             if e == len && !v.eof {
