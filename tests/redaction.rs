@@ -205,6 +205,27 @@ fn only_the_unfinished_word_is_held() {
 }
 
 #[test]
+fn lower_case_prose_goes_out_word_by_word() {
+    // IBANs may be written in lower case and in groups, so prose is of their class; their
+    // runs begin at a country code and check digits, and only what may still begin one
+    // waits.
+    let s = scanner();
+    let mut r = s.stream();
+    let mut out = String::new();
+    let mut sent = String::new();
+    for word in "so we moved the boxes and then some more of it to ".split_inclusive(' ') {
+        r.push_str(word, &mut out);
+        sent.push_str(word);
+        assert_eq!(out, sent, "held after {word:?}");
+    }
+    r.push_str("de89 3704", &mut out);
+    assert_eq!(out, sent);
+    r.push_str(" 0044 0532 0130 00 today", &mut out);
+    r.finish(&mut out);
+    assert_eq!(out, format!("{sent}[REDACTED:iban] today"));
+}
+
+#[test]
 fn pem_body_never_escapes_even_when_long() {
     let s = scanner();
     let body: String =

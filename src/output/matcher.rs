@@ -147,16 +147,38 @@ pub struct RegexRun {
 /// The beginning every value of a number detector has: `letters` bytes of `before`, then
 /// `digits` ASCII digits in a row (an IBAN's country code and check digits). Such heads are
 /// found from the digit map's rows of digits, far fewer in code than stretches with digits.
-/// `before` holds no digit.
+/// `before` holds no digit, and the head's digits are all the value needs
+/// ([`RegexRun::min_digits`]).
 #[derive(Clone, Copy)]
 pub struct Head {
     pub before: ByteSet,
     pub letters: usize,
     /// From 1 to 64.
     pub digits: usize,
+    /// How far a value reaches from the start of its head, at most. A run begins at a head
+    /// and ends there (or at its class stretch's end, or its detector's `chop`).
+    pub reach: usize,
 }
 
 impl Head {
+    /// Where a head that is not whole yet may begin at the end of `bytes`: the first tail
+    /// that reads as the beginning of one (with `word`, at the start of a word), or the end.
+    fn tail(&self, bytes: &[u8], word: bool) -> usize {
+        let len = bytes.len();
+        ((len + 1).saturating_sub(self.letters + self.digits)..len)
+            .find(|&q| {
+                !(word && q > 0 && bytes[q - 1].is_ascii_alphanumeric())
+                    && bytes[q..].iter().enumerate().all(|(k, &b)| {
+                        if k < self.letters {
+                            self.before.has(b)
+                        } else {
+                            b.is_ascii_digit()
+                        }
+                    })
+            })
+            .unwrap_or(len)
+    }
+
     /// The first position at or after `from` where a head begins, reading the digit map
     /// `map` of `bytes` when there is one. With `word`, only heads that begin a word count:
     /// the byte before them, when the text shows it, is not alphanumeric.
@@ -932,8 +954,12 @@ impl Matcher {
                         };
                     }
                 }
-                // No candidate run: resume at the stretch touching the end.
-                let a = stretch_start(bytes, &r.class, len, i);
+                // No candidate run: resume at the stretch touching the end (for a head
+                // detector, where a head may still begin).
+                let mut a = stretch_start(bytes, &r.class, len, i);
+                if let Some(h) = &r.head {
+                    a = a.max(h.tail(bytes, r.bounded));
+                }
                 if r.context_gate.is_none() && r.trigger.is_some() {
                     // A run at the end may still receive its trigger: its last piece waits.
                     if let Some(s) = r.start.find(bytes, a) {
@@ -1035,10 +1061,14 @@ impl RegexRun {
                 }
             };
             let stretch_end = run_end(bytes, &self.class, run_start);
+            let run_limit = match &self.head {
+                Some(h) => stretch_end.min(run_start + h.reach),
+                None => stretch_end,
+            };
             // Pieces of at most `chop` bytes, counted from the run start.
             let mut piece = run_start;
             loop {
-                let piece_end = (piece + v.chop).min(stretch_end);
+                let piece_end = (piece + v.chop).min(run_limit);
                 // A piece is complete once a byte follows it (validators look one byte past a value).
                 let complete = piece_end < len || v.eof;
                 if !complete {
@@ -1062,12 +1092,17 @@ impl RegexRun {
                         return Step::Match { start, end };
                     }
                 }
-                if piece_end >= stretch_end {
+                if piece_end >= run_limit {
                     break;
                 }
                 piece = piece_end;
             }
-            i = stretch_end;
+            // (The next head may stand inside this run.)
+            i = if self.head.is_some() {
+                run_start + 1
+            } else {
+                stretch_end
+            };
         }
     }
 
@@ -1161,29 +1196,23 @@ impl RegexRun {
         stretch_start(bytes, &self.class, len, i)
     }
 
-    /// [`Self::past_sparse`] for a detector whose values begin with `head`: stretches without
-    /// one are passed over too, and only those with one are walked.
+    /// [`Self::past_sparse`] for a detector whose values begin with `head`: its runs begin at
+    /// heads, so the next one begins at the first head ahead with room for a value in its
+    /// stretch. With no head ahead, one can still begin only in the last bytes of an
+    /// unfinished text, where they begin one ([`Head::tail`]).
     fn past_headless(&self, v: &View<'_>, head: &Head, mut i: usize) -> usize {
         let bytes = v.text.as_bytes();
         let len = bytes.len();
         let map = v.digits.map(|d| &d.all);
         while let Some(h) = head.find(bytes, map, i, self.bounded) {
             let e = run_end(bytes, &self.class, h);
-            let a = stretch_start(bytes, &self.class, h, i);
-            if e == len && !v.eof {
-                return a;
+            if (e == len && !v.eof) || e - h >= self.min_len {
+                return h;
             }
-            let digits = match map {
-                Some(map) => map.count(a, e),
-                None => bytes[a..e].iter().filter(|b| b.is_ascii_digit()).count(),
-            };
-            if digits >= self.min_digits && e - a >= self.min_len {
-                return a;
-            }
+            // (A later head in the stretch has even less room.)
             i = e;
         }
-        // No head ahead: only the stretch touching the end, which may still grow one, is left.
-        stretch_start(bytes, &self.class, len, i)
+        stretch_start(bytes, &self.class, len, i).max(head.tail(bytes, self.bounded))
     }
 
     /// Next position >= `i` where a run of this detector begins. With a trigger, runs lacking

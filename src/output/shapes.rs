@@ -21,15 +21,11 @@ pub const SSN: &str =
 pub const SSN_ANY: &str =
     r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}|[0-9]{3}-[0-9]{6}|[0-9]{5}-[0-9]{4}";
 
-/// An IBAN written as one word, in any case.
-pub const IBAN_WORD: &str = r"[A-Za-z]{2}[0-9]{2}[A-Za-z0-9]{11,30}";
-
 const FINDERS: &[(&str, Finder)] = &[
     (PHONE, phone),
     (PHONE_BARE, phone_bare),
     (SSN, ssn),
     (SSN_ANY, ssn_any),
-    (IBAN_WORD, iban_word),
 ];
 
 /// The hand-written matcher for `pattern`, if there is one.
@@ -179,23 +175,6 @@ fn ssn_any(h: &[u8], from: usize) -> Option<(usize, usize)> {
     })
 }
 
-fn iban_word(h: &[u8], from: usize) -> Option<(usize, usize)> {
-    leftmost(h, from, |h, s| {
-        let head = h.get(s..s + 4)?;
-        if !(head[..2].iter().all(u8::is_ascii_alphabetic)
-            && head[2..].iter().all(u8::is_ascii_digit))
-        {
-            return None;
-        }
-        let n = h[s + 4..]
-            .iter()
-            .take(30)
-            .take_while(|b| b.is_ascii_alphanumeric())
-            .count();
-        (n >= 11).then_some(s + 4 + n)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,10 +221,8 @@ mod tests {
             "536-22-8727 536.22.8727 536 22 8727 536-22 8727",
             "SSN 536228727 07805-1121 078-051121",
             "+14155550132 4155550132123456789",
-            "iban de89370400440532013000 GB82WEST12345698765432",
-            "xde89370400440532013000ab12cd34ef56gh78ij90kl12mn34op56 a1b22c33dd44eeeeeeeeeeeeeeee",
         ] {
-            for p in [PHONE, PHONE_BARE, SSN, SSN_ANY, IBAN_WORD] {
+            for p in [PHONE, PHONE_BARE, SSN, SSN_ANY] {
                 let (want, got) = both(p, hay);
                 assert_eq!(got, want, "{p} on {hay:?}");
             }
@@ -269,21 +246,6 @@ mod tests {
                 let (want, got) = both(p, &hay);
                 prop_assert_eq!(got, want, "{} on {:?}", p, hay);
             }
-        }
-
-        #[test]
-        fn word_finders_equal_their_regexes(
-            parts in prop::collection::vec(
-                prop::sample::select(vec![
-                    "de", "GB", "x", "Q", "8", "89", "0", "1234", "5678901", "abcd", "WEST",
-                    "abcdefghij", " ", "-", ".", "\u{e9}",
-                ]),
-                0..24,
-            ),
-        ) {
-            let hay = parts.concat();
-            let (want, got) = both(IBAN_WORD, &hay);
-            prop_assert_eq!(got, want, "on {:?}", hay);
         }
     }
 }
