@@ -956,10 +956,11 @@ impl Matcher {
                 }
                 // No candidate run: resume at the stretch touching the end (for a head
                 // detector, where a head may still begin).
-                let mut a = stretch_start(bytes, &r.class, len, i);
-                if let Some(h) = &r.head {
-                    a = a.max(h.tail(bytes, r.bounded));
-                }
+                let lo = match &r.head {
+                    Some(h) => i.max(h.tail(bytes, r.bounded)),
+                    None => i,
+                };
+                let a = stretch_start(bytes, &r.class, len, lo);
                 if r.context_gate.is_none() && r.trigger.is_some() {
                     // A run at the end may still receive its trigger: its last piece waits.
                     if let Some(s) = r.start.find(bytes, a) {
@@ -1060,10 +1061,14 @@ impl RegexRun {
                     };
                 }
             };
-            let stretch_end = run_end(bytes, &self.class, run_start);
+            // (A head detector's run, only as far as a value may reach.)
             let run_limit = match &self.head {
-                Some(h) => stretch_end.min(run_start + h.reach),
-                None => stretch_end,
+                Some(h) => run_end(
+                    &bytes[..len.min(run_start + h.reach)],
+                    &self.class,
+                    run_start,
+                ),
+                None => run_end(bytes, &self.class, run_start),
             };
             // Pieces of at most `chop` bytes, counted from the run start.
             let mut piece = run_start;
@@ -1101,7 +1106,7 @@ impl RegexRun {
             i = if self.head.is_some() {
                 run_start + 1
             } else {
-                stretch_end
+                run_limit
             };
         }
     }
@@ -1205,14 +1210,20 @@ impl RegexRun {
         let len = bytes.len();
         let map = v.digits.map(|d| &d.all);
         while let Some(h) = head.find(bytes, map, i, self.bounded) {
-            let e = run_end(bytes, &self.class, h);
+            // (Only as far as a value may reach.)
+            let e = run_end(&bytes[..len.min(h + head.reach)], &self.class, h);
             if (e == len && !v.eof) || e - h >= self.min_len {
                 return h;
             }
             // (A later head in the stretch has even less room.)
             i = e;
         }
-        stretch_start(bytes, &self.class, len, i).max(head.tail(bytes, self.bounded))
+        stretch_start(
+            bytes,
+            &self.class,
+            len,
+            i.max(head.tail(bytes, self.bounded)),
+        )
     }
 
     /// Next position >= `i` where a run of this detector begins. With a trigger, runs lacking

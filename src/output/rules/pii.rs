@@ -922,6 +922,7 @@ mod tests {
             let Spec::Run {
                 head: Some(head),
                 min_digits,
+                min_len,
                 ..
             } = &rule.spec
             else {
@@ -936,6 +937,11 @@ mod tests {
             assert!(
                 *min_digits <= head.digits,
                 "{}: the head's digits suffice",
+                rule.id
+            );
+            assert!(
+                *min_len <= head.reach,
+                "{}: a value fits in the reach",
                 rule.id
             );
             let scanner = Scanner::new(
