@@ -156,8 +156,15 @@ pub struct Head {
     /// From 1 to 64.
     pub digits: usize,
     /// How far a value reaches from the start of its head, at most. A run begins at a head
-    /// and ends there (or at its class stretch's end, or its detector's `chop`).
+    /// and ends at its reach, at its class stretch's end or at the detector's `chop`,
+    /// whichever comes first.
     pub reach: usize,
+}
+
+/// Whether position `p` of `bytes` begins a word: no letter or digit stands before it (as
+/// far as the text shows).
+fn begins_word(bytes: &[u8], p: usize) -> bool {
+    p == 0 || !bytes[p - 1].is_ascii_alphanumeric()
 }
 
 impl Head {
@@ -167,7 +174,7 @@ impl Head {
         let len = bytes.len();
         ((len + 1).saturating_sub(self.letters + self.digits)..len)
             .find(|&q| {
-                !(word && q > 0 && bytes[q - 1].is_ascii_alphanumeric())
+                (!word || begins_word(bytes, q))
                     && bytes[q..].iter().enumerate().all(|(k, &b)| {
                         if k < self.letters {
                             self.before.has(b)
@@ -185,9 +192,8 @@ impl Head {
     fn find(&self, bytes: &[u8], map: Option<&Bitmap>, from: usize, word: bool) -> Option<usize> {
         let heads_at = |row: usize| {
             let h = row - self.letters;
-            (bytes[h..row].iter().all(|&b| self.before.has(b))
-                && !(word && h > 0 && bytes[h - 1].is_ascii_alphanumeric()))
-            .then_some(h)
+            (bytes[h..row].iter().all(|&b| self.before.has(b)) && (!word || begins_word(bytes, h)))
+                .then_some(h)
         };
         // Only the first row of a stretch of digits can follow letters: the rows after it
         // follow digits, which `before` does not hold.
