@@ -53,7 +53,9 @@ fn throughput(s: &Scanner, text: &str, chunk: usize) -> f64 {
 
 /// Throughput on real text: the files named in `EDGEGUARD_BENCH_CORPUS` (comma-separated), the
 /// first `EDGEGUARD_BENCH_CORPUS_MB` megabytes of each (20 by default), one shot and streamed in
-/// 16-byte and 16 KiB pieces; each streamed output must equal the one-shot output.
+/// 16-byte and 16 KiB pieces; each streamed output must equal the one-shot output. The one-shot
+/// figure is the best of `EDGEGUARD_BENCH_REPS` runs (1 by default), which a shared machine's
+/// slow spells move less than a single run.
 fn corpora(s: &Scanner) {
     let Ok(list) = std::env::var("EDGEGUARD_BENCH_CORPUS") else {
         return;
@@ -62,8 +64,12 @@ fn corpora(s: &Scanner) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let reps: usize = std::env::var("EDGEGUARD_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     println!();
-    println!("Output filter on real text (first {mb} MB of each file)");
+    println!("Output filter on real text (first {mb} MB of each file, one shot best of {reps})");
     println!();
     println!("| file | one shot MB/s | 16 B pieces MB/s | 16 KiB pieces MB/s |");
     println!("|---|---|---|---|");
@@ -81,7 +87,13 @@ fn corpora(s: &Scanner) {
         drop(bytes);
         let start = Instant::now();
         let one = s.redact(&text);
-        let one_shot = text.len() as f64 / start.elapsed().as_secs_f64() / 1e6;
+        let mut best = start.elapsed().as_secs_f64();
+        for _ in 1..reps {
+            let start = Instant::now();
+            std::hint::black_box(s.redact(&text));
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        let one_shot = text.len() as f64 / best / 1e6;
         let mut streamed = Vec::new();
         for chunk in [16usize, 16 << 10] {
             let start = Instant::now();
