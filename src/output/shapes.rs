@@ -21,11 +21,15 @@ pub const SSN: &str =
 pub const SSN_ANY: &str =
     r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}|[0-9]{3}-[0-9]{6}|[0-9]{5}-[0-9]{4}";
 
+/// IBANs in either case, grouped in fours or as one word.
+pub const IBAN: &str = r"[A-Za-z]{2}[0-9]{2}[ -]?(?:[A-Za-z0-9]{4}[ -]?){2,7}[A-Za-z0-9]{1,4}";
+
 const FINDERS: &[(&str, Finder)] = &[
     (PHONE, phone),
     (PHONE_BARE, phone_bare),
     (SSN, ssn),
     (SSN_ANY, ssn_any),
+    (IBAN, iban),
 ];
 
 /// The hand-written matcher for `pattern`, if there is one.
@@ -175,6 +179,37 @@ fn ssn_any(h: &[u8], from: usize) -> Option<(usize, usize)> {
     })
 }
 
+fn iban(h: &[u8], from: usize) -> Option<(usize, usize)> {
+    leftmost(h, from, |h, s| {
+        let head = h.get(s..s + 4)?;
+        if !(head[..2].iter().all(u8::is_ascii_alphabetic)
+            && head[2..].iter().all(u8::is_ascii_digit))
+        {
+            return None;
+        }
+        iban_groups(h, past_sep(h, s + 4), 0)
+    })
+}
+
+/// Past the separator at `p`, if one stands there. The pattern's separators are each taken
+/// when present: without one, nothing after it matches a separator.
+fn past_sep(h: &[u8], p: usize) -> usize {
+    p + usize::from(h.get(p).is_some_and(|b| matches!(b, b' ' | b'-')))
+}
+
+/// `(?:[A-Za-z0-9]{4}[ -]?){2,7}[A-Za-z0-9]{1,4}` from `p` with `n` groups already taken, in
+/// the regex's order of preference: one more group, else the last one to four characters.
+fn iban_groups(h: &[u8], p: usize, n: usize) -> Option<usize> {
+    let alnum = |q: usize| h.get(q).is_some_and(u8::is_ascii_alphanumeric);
+    if n < 7 && (p..p + 4).all(alnum) {
+        if let Some(e) = iban_groups(h, past_sep(h, p + 4), n + 1) {
+            return Some(e);
+        }
+    }
+    let m = (p..p + 4).take_while(|&q| alnum(q)).count();
+    (n >= 2 && m >= 1).then_some(p + m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,8 +256,10 @@ mod tests {
             "536-22-8727 536.22.8727 536 22 8727 536-22 8727",
             "SSN 536228727 07805-1121 078-051121",
             "+14155550132 4155550132123456789",
+            "IBAN DE89 3704 0044 0532 0130 00, de89370400440532013000 gb82 west 1234 5698 7654 32",
+            "ab12 de89-3704-0044-0532-0130-00 from the RU02 0445 2560 0407 0281 0412 3456 7890 1",
         ] {
-            for p in [PHONE, PHONE_BARE, SSN, SSN_ANY] {
+            for p in [PHONE, PHONE_BARE, SSN, SSN_ANY, IBAN] {
                 let (want, got) = both(p, hay);
                 assert_eq!(got, want, "{p} on {hay:?}");
             }
@@ -246,6 +283,21 @@ mod tests {
                 let (want, got) = both(p, &hay);
                 prop_assert_eq!(got, want, "{} on {:?}", p, hay);
             }
+        }
+
+        #[test]
+        fn iban_finder_equals_its_regex(
+            parts in prop::collection::vec(
+                prop::sample::select(vec![
+                    "de", "GB", "x", "Q", "8", "89", "0", "1234", "5678", "901", "abcd", "WEST",
+                    "ab1", " ", "-", "  ", ".", "\u{e9}",
+                ]),
+                0..30,
+            ),
+        ) {
+            let hay = parts.concat();
+            let (want, got) = both(IBAN, &hay);
+            prop_assert_eq!(got, want, "on {:?}", hay);
         }
     }
 }

@@ -102,7 +102,7 @@ pub const RULES: &[Rule] = &[
         action: Action::Redact,
         claims: &["IBAN_CODE"],
         spec: Spec::Run {
-            pattern: r"[A-Za-z]{2}[0-9]{2}[ -]?(?:[A-Za-z0-9]{4}[ -]?){2,7}[A-Za-z0-9]{1,4}",
+            pattern: shapes::IBAN,
             class: IBAN_CLASS,
             start: LETTER,
             trigger: Some(DIGIT),
