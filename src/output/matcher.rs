@@ -131,8 +131,8 @@ pub struct RegexRun {
     pub min_len: usize,
     /// Run pieces with fewer ASCII digits than this cannot hold a value and are skipped.
     pub min_digits: usize,
-    /// How every value begins, when that is rarer than digits: stretches without it are
-    /// skipped like those with too few digits.
+    /// How every value begins, when that is rarer than digits: runs then begin at heads
+    /// and reach no further than a value can ([`Head`]).
     pub head: Option<Head>,
     /// With a look-back context: the last byte before the run (past blanks and quotes) must
     /// be one of these. A cheap test that spares the context regex on most runs.

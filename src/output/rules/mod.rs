@@ -46,8 +46,8 @@ pub enum Spec {
         /// The fewest ASCII digits a value holds: runs with fewer are not matched at all (a
         /// byte count spares the regex on most runs of code and prose).
         min_digits: usize,
-        /// How every value of `pattern` begins, when that is rarer than a digit (a rule test
-        /// checks it against the examples).
+        /// How every value of `pattern` begins, when that is rarer than a digit: runs begin
+        /// there (a rule test holds the rule to a direct reading of its pattern from heads).
         head: Option<Head>,
         shrink: bool,
     },
