@@ -34,6 +34,117 @@ const LOOKBACK: usize = 64;
 /// watched bytes arrived ([`Matcher::watch`]); a longer piece wakes nearly every detector.
 const QUIET_PIECE_MAX: usize = 256;
 
+/// A set of detectors, by index.
+#[derive(Clone, Debug)]
+struct DetSet(Vec<u64>);
+
+impl DetSet {
+    fn new(n: usize) -> Self {
+        DetSet(vec![0; n.div_ceil(64)])
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 != 0)
+    }
+
+    fn insert(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.fill(0);
+    }
+
+    fn union(&mut self, other: &DetSet) {
+        for (w, o) in self.0.iter_mut().zip(&other.0) {
+            *w |= o;
+        }
+    }
+}
+
+/// Which idle detectors a pass leaves idle, unstepped.
+#[derive(Clone, Copy)]
+enum Stay {
+    /// None: the pass ends the text, or brings a long piece (or follows a commit that woke
+    /// them all).
+    None,
+    /// All: the pass brings no text.
+    All,
+    /// Those the short piece it brings does not wake.
+    Unwoken,
+}
+
+impl Stay {
+    /// Whether detector `i` stays idle.
+    #[cfg(any(test, debug_assertions))]
+    fn keeps(self, idle: &DetSet, woken: &DetSet, i: usize) -> bool {
+        idle.has(i)
+            && match self {
+                Stay::None => false,
+                Stay::All => true,
+                Stay::Unwoken => !woken.has(i),
+            }
+    }
+
+    /// Of the word `w` of the detector sets, the detectors a pass steps.
+    fn steps_word(self, idle: &DetSet, woken: &DetSet, w: usize) -> u64 {
+        let idle = idle.0.get(w).copied().unwrap_or(0);
+        let woken = woken.0.get(w).copied().unwrap_or(0);
+        !match self {
+            Stay::None => 0,
+            Stay::All => idle,
+            Stay::Unwoken => idle & !woken,
+        }
+    }
+}
+
+/// The detectors of a pass in priority order, skipping those it leaves idle. Each word of
+/// the sets is read when the walk reaches it, so a detector's own change to them (becoming
+/// idle or waking) does not disturb the walk.
+struct Visit {
+    n: usize,
+    word: usize,
+    bits: u64,
+}
+
+impl Visit {
+    fn new(n: usize) -> Self {
+        Visit {
+            n,
+            word: 0,
+            bits: 0,
+        }
+    }
+
+    fn next(&mut self, stay: Stay, idle: &DetSet, woken: &DetSet) -> Option<usize> {
+        loop {
+            if self.bits != 0 {
+                let i = (self.word - 1) * 64 + self.bits.trailing_zeros() as usize;
+                self.bits &= self.bits - 1;
+                return Some(i);
+            }
+            let w = self.word;
+            if w * 64 >= self.n {
+                return None;
+            }
+            let valid = match self.n - w * 64 {
+                k if k >= 64 => u64::MAX,
+                k => (1 << k) - 1,
+            };
+            self.bits = stay.steps_word(idle, woken, w) & valid;
+            self.word += 1;
+        }
+    }
+}
+
 /// One detected value: where it was (byte offsets in the text as seen), never what it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -66,6 +177,10 @@ pub struct Scanner {
     leads: Option<Leads>,
     /// Per detector, the bytes that wake it and how far back they matter ([`Matcher::watch`]).
     watch: Vec<Option<(ByteSet, usize)>>,
+    /// Per byte value, the detectors outside the shared lead pass that it wakes; and the
+    /// detectors any piece wakes (they watch no bytes).
+    wakers: Vec<DetSet>,
+    always: DetSet,
     holdback: usize,
     /// Whether a detector looks for digit-dense stretches: a whole text's digits are then
     /// mapped once for all of them.
@@ -84,9 +199,31 @@ impl Scanner {
             .into_iter()
             .filter(|d| d.action != Action::Off)
             .collect();
+        let leads = Leads::new(detectors.iter().map(|d| &d.matcher));
+        let watch: Vec<_> = detectors.iter().map(|d| d.matcher.watch()).collect();
+        let n = detectors.len();
+        let mut wakers = vec![DetSet::new(n); 256];
+        let mut always = DetSet::new(n);
+        for (i, w) in watch.iter().enumerate() {
+            if leads.as_ref().is_some_and(|l| l.shares(i)) {
+                continue;
+            }
+            match w {
+                Some((set, _)) => {
+                    for (b, wake) in wakers.iter_mut().enumerate() {
+                        if set.has(b as u8) {
+                            wake.insert(i);
+                        }
+                    }
+                }
+                None => always.insert(i),
+            }
+        }
         Scanner {
-            leads: Leads::new(detectors.iter().map(|d| &d.matcher)),
-            watch: detectors.iter().map(|d| d.matcher.watch()).collect(),
+            leads,
+            watch,
+            wakers,
+            always,
             maps_digits: detectors.iter().any(|d| d.matcher.seeks_digits()),
             shared_walks: SharedWalks::of(detectors.iter().map(|d| &d.matcher)),
             detectors,
@@ -284,7 +421,8 @@ impl Scanner {
             hits: LeadHits::default(),
             fresh: 0,
             pass_end: 0,
-            pending: vec![false; self.detectors.len()],
+            woken: DetSet::new(self.detectors.len()),
+            idle: DetSet::new(self.detectors.len()),
             #[cfg(test)]
             steps: (0, 0),
         }
@@ -323,10 +461,6 @@ struct DetState {
     /// No byte the detector watches stands between its resume point (less the watch's
     /// margin) and `seen`: a piece bringing none either leaves it nothing to scan.
     quiet: bool,
-    /// A token detector waiting at the end of the text, however far it has grown
-    /// ([`Matcher::idle_skip`]): its fields are stale until [`DetState::wake`] sets them for
-    /// the end of the latest pass.
-    idle: bool,
 }
 
 impl DetState {
@@ -338,14 +472,12 @@ impl DetState {
             cached: None,
             seen: 0,
             quiet: false,
-            idle: false,
         }
     }
 
     /// The state of an idle detector at `at`, the end of the text at the latest pass (`text`
     /// starts at absolute offset `base`).
     fn wake(&mut self, m: &Matcher, text: &str, base: usize, at: usize) {
-        self.idle = false;
         self.cached = None;
         self.resume = at;
         self.seen = at;
@@ -465,9 +597,14 @@ pub struct StreamRedactor<'s> {
     fresh: usize,
     /// The end of the text at the latest pass over the detectors (absolute).
     pass_end: usize,
-    /// Per token detector in the shared pass: the latest piece completes one of its leads,
-    /// or a tail of it begins one (a token that may still be arriving).
-    pending: Vec<bool>,
+    /// The detectors the latest piece wakes. A token detector in the shared pass: the piece
+    /// completes one of its leads, or a tail of it begins one (a token that may still be
+    /// arriving). With a short piece, also every other detector it brings a watched byte.
+    woken: DetSet,
+    /// Token detectors waiting at the end of the text, however far it has grown
+    /// ([`Matcher::idle_skip`]): their states are stale until [`DetState::wake`] sets them
+    /// for the end of the latest pass.
+    idle: DetSet,
     /// Detector steps taken without scanning, and with.
     #[cfg(test)]
     steps: (usize, usize),
@@ -650,13 +787,13 @@ impl StreamRedactor<'_> {
                 }
             }
 
-            // Per token detector in the shared pass: the piece completes one of its leads
-            // (and, below, ends with the beginning of one).
-            self.pending.fill(false);
+            // The detectors the piece wakes: per token detector in the shared pass, it
+            // completes one of its leads (and, below, ends with the beginning of one).
+            self.woken.clear();
             if let Some(l) = &scanner.leads {
-                let pending = &mut self.pending;
+                let woken = &mut self.woken;
                 self.hits
-                    .extend(l, &self.buf, self.base, |det| pending[det] = true);
+                    .extend(l, &self.buf, self.base, |det| woken.insert(det));
             }
             debug_assert!(
                 digits.is_none() || self.base == mapped_at,
@@ -675,7 +812,7 @@ impl StreamRedactor<'_> {
             // watched bytes step without scanning.
             let piece = &self.buf.as_bytes()[self.fresh.saturating_sub(self.base)..];
             let quiet = !eof && !piece.is_empty() && piece.len() <= QUIET_PIECE_MAX;
-            let occurs = if quiet {
+            if quiet {
                 if let Some(l) = &scanner.leads {
                     // Tails of the piece that begin a lead the token's step would wait for.
                     let (bytes, fresh) = (self.buf.as_bytes(), self.fresh - self.base);
@@ -684,69 +821,72 @@ impl StreamRedactor<'_> {
                             .matcher
                             .waits_for_tail(bytes, a, fresh)
                         {
-                            self.pending[det] = true;
+                            self.woken.insert(det);
                         }
                     });
                 }
-                Occurs::of(piece)
-            } else {
-                Occurs::default()
-            };
+                // Any other detector: a byte it watches.
+                self.woken.union(&scanner.always);
+                Occurs::of(piece).each(|b| self.woken.union(&scanner.wakers[usize::from(b)]));
+            }
             let end = self.base + self.buf.len();
+            // An idle detector (a wait at the end of the text) stays so, unstepped, when the
+            // pass brings no text, or a short piece that wakes none of its bytes.
+            let stay = if eof {
+                Stay::None
+            } else if end == self.pass_end {
+                Stay::All
+            } else if quiet && self.fresh == self.pass_end {
+                Stay::Unwoken
+            } else {
+                Stay::None
+            };
+            #[cfg(test)]
+            {
+                let n = scanner.detectors.len();
+                self.steps.0 += (0..n)
+                    .filter(|&i| stay.keeps(&self.idle, &self.woken, i))
+                    .count();
+            }
+            #[cfg(debug_assertions)]
+            for (i, d) in scanner.detectors.iter().enumerate() {
+                if stay.keeps(&self.idle, &self.woken, i) {
+                    let mut t = self.states[i];
+                    t.wake(&d.matcher, &self.buf, self.base, self.pass_end);
+                    let dv = view.for_detector(hits, i, self.base);
+                    let len = self.buf.len();
+                    let skip = d.matcher.idle_skip(self.buf.as_bytes(), len);
+                    debug_assert_eq!(
+                        d.matcher.step(&dv, t.resume - self.base, t.skip),
+                        Step::Wait {
+                            resume: len,
+                            safe: len,
+                            skip: skip.unwrap_or(false)
+                        },
+                        "idle {}",
+                        d.id
+                    );
+                }
+            }
             let mut best: Option<(usize, Step, usize)> = None;
             let mut safe = self.buf.len();
-            for (i, d) in scanner.detectors.iter().enumerate() {
+            // The earliest point a detector still needs, an idle one aside.
+            let mut keep = usize::MAX;
+            let mut visit = Visit::new(scanner.detectors.len());
+            while let Some(i) = visit.next(stay, &self.idle, &self.woken) {
+                let d = &scanner.detectors[i];
                 let st = &mut self.states[i];
-                // Whether the piece brings the detector, stepped at its start, something to scan:
-                // a token in the shared pass, an occurrence of its leads or a tail that begins
-                // one; any other detector, a byte it watches.
-                let shared = || scanner.leads.as_ref().is_some_and(|l| l.shares(i));
-                // (The lead pass marked `pending` for each lead the piece completed and each
-                // lead beginning it ends with.)
-                let woken = || {
-                    if shared() {
-                        self.pending[i]
-                    } else {
-                        scanner.watch[i].is_none_or(|(set, _)| occurs.any(&set))
-                    }
-                };
-                if st.idle {
-                    // A wait at the end of the text: a piece that brings nothing keeps it so.
-                    let stay = !eof
-                        && (end == self.pass_end
-                            || (quiet && self.fresh == self.pass_end && !woken()));
-                    #[cfg(debug_assertions)]
-                    if stay {
-                        let mut t = *st;
-                        t.wake(&d.matcher, &self.buf, self.base, self.pass_end);
-                        let dv = view.for_detector(hits, i, self.base);
-                        let len = self.buf.len();
-                        let skip = d.matcher.idle_skip(self.buf.as_bytes(), len);
-                        debug_assert_eq!(
-                            d.matcher.step(&dv, t.resume - self.base, t.skip),
-                            Step::Wait {
-                                resume: len,
-                                safe: len,
-                                skip: skip.unwrap_or(false)
-                            },
-                            "idle {}",
-                            d.id
-                        );
-                    }
-                    if stay {
-                        #[cfg(test)]
-                        {
-                            self.steps.0 += 1;
-                        }
-                        continue;
-                    }
+                if self.idle.has(i) {
                     st.wake(&d.matcher, &self.buf, self.base, self.pass_end);
+                    self.idle.remove(i);
                 }
+                // Whether the piece brings the detector, stepped at its start, something to scan.
+                let shared = || scanner.leads.as_ref().is_some_and(|l| l.shares(i));
                 if quiet && st.cached.is_none() && st.seen == self.fresh {
                     let woken = if shared() {
-                        st.resume != self.fresh || woken()
+                        st.resume != self.fresh || self.woken.has(i)
                     } else {
-                        !st.quiet || woken()
+                        !st.quiet || self.woken.has(i)
                     };
                     if !woken {
                         let from = st.resume - self.base;
@@ -768,8 +908,13 @@ impl StreamRedactor<'_> {
                             st.resume = self.base + resume;
                             st.skip = skip;
                             st.seen = end;
-                            st.idle = resume == self.buf.len()
-                                && d.matcher.idle_skip(self.buf.as_bytes(), resume) == Some(skip);
+                            if resume == self.buf.len()
+                                && d.matcher.idle_skip(self.buf.as_bytes(), resume) == Some(skip)
+                            {
+                                self.idle.insert(i);
+                            } else {
+                                keep = keep.min(st.resume);
+                            }
                             #[cfg(test)]
                             {
                                 self.steps.0 += 1;
@@ -846,11 +991,17 @@ impl StreamRedactor<'_> {
                                 set.find(self.buf.as_bytes(), resume.saturating_sub(margin))
                                     .is_none()
                             });
-                        st.idle = st.quiet
+                        if st.quiet
                             && resume == self.buf.len()
                             && s == resume
-                            && d.matcher.idle_skip(self.buf.as_bytes(), resume) == Some(skip);
+                            && d.matcher.idle_skip(self.buf.as_bytes(), resume) == Some(skip)
+                        {
+                            self.idle.insert(i);
+                        }
                     }
+                }
+                if st.cached.is_none() && !self.idle.has(i) {
+                    keep = keep.min(st.resume);
                 }
             }
             self.pass_end = end;
@@ -882,16 +1033,7 @@ impl StreamRedactor<'_> {
                     let upto = self.base + best.map_or(safe, |(s, _, _)| s.min(safe));
                     self.emit(out, upto, false);
                     self.released = self.released.max(upto);
-                    // (An idle detector waits at the end of the text.)
-                    let keep = self
-                        .states
-                        .iter()
-                        .filter(|st| st.cached.is_none() && !st.idle)
-                        .map(|st| st.resume)
-                        .chain(std::iter::once(self.released))
-                        .min()
-                        .unwrap_or(self.released);
-                    self.trim(keep);
+                    self.trim(keep.min(self.released));
                     return;
                 }
             }
@@ -937,12 +1079,18 @@ impl StreamRedactor<'_> {
         }
         self.released = end;
         let (text, base, chop) = (self.buf.as_str(), self.base, self.scanner.holdback);
-        for (st, d) in self.states.iter_mut().zip(&self.scanner.detectors) {
-            if st.idle {
+        for (i, (st, d)) in self
+            .states
+            .iter_mut()
+            .zip(&self.scanner.detectors)
+            .enumerate()
+        {
+            if self.idle.has(i) {
                 st.wake(&d.matcher, text, base, self.pass_end);
             }
             st.after_commit(&d.matcher, text, base, end, chop);
         }
+        self.idle.clear();
     }
 
     /// Drops retained text before `keep - LOOKBACK`.
@@ -1097,6 +1245,40 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 mod tests {
     use super::*;
     use crate::output::{catalog, CatalogConfig};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A pass visits, in order, every detector but the idle ones that stay so, however
+        /// the visited ones change their own idleness on the way.
+        #[test]
+        fn passes_visit_all_but_the_staying_idle(
+            n in 0usize..200,
+            idle in prop::collection::vec(any::<bool>(), 200),
+            woken in prop::collection::vec(any::<bool>(), 200),
+            flips in prop::collection::vec(any::<bool>(), 200),
+            stay in 0usize..3,
+        ) {
+            let stay = [Stay::None, Stay::All, Stay::Unwoken][stay];
+            let set = |bits: &[bool]| {
+                let mut s = DetSet::new(n);
+                (0..n).filter(|&i| bits[i]).for_each(|i| s.insert(i));
+                s
+            };
+            let (mut idle, woken) = (set(&idle), set(&woken));
+            let expected: Vec<usize> = (0..n).filter(|&i| !stay.keeps(&idle, &woken, i)).collect();
+            let mut visit = Visit::new(n);
+            let mut seen = Vec::new();
+            while let Some(i) = visit.next(stay, &idle, &woken) {
+                seen.push(i);
+                if flips[i] {
+                    idle.insert(i);
+                } else {
+                    idle.remove(i);
+                }
+            }
+            prop_assert_eq!(seen, expected);
+        }
+    }
 
     /// A text past `WHOLE_MAX`, redacted in blocks, gives what the whole scan gives.
     #[test]
