@@ -380,6 +380,8 @@ pub struct Literals {
     ac: AhoCorasick,
     patterns: Vec<Vec<u8>>,
     case_insensitive: bool,
+    /// The patterns' first bytes (in both cases when case is ignored).
+    first: ByteSet,
 }
 
 impl Literals {
@@ -397,10 +399,20 @@ impl Literals {
             .ascii_case_insensitive(case_insensitive)
             .build(&patterns)
             .ok()?;
+        let mut first = ByteSet::empty();
+        for b in patterns.iter().filter_map(|p| p.first().copied()) {
+            first = first.with_range(b, b);
+            if case_insensitive {
+                first = first
+                    .with_range(b.to_ascii_lowercase(), b.to_ascii_lowercase())
+                    .with_range(b.to_ascii_uppercase(), b.to_ascii_uppercase());
+            }
+        }
         Some(Literals {
             ac,
             patterns,
             case_insensitive,
+            first,
         })
     }
 
@@ -896,21 +908,22 @@ impl Matcher {
 
     /// The bytes that can wake this detector, and how many bytes before its resume point they
     /// still matter: while none of them stands in the text from `resume - margin` on, a step
-    /// is [`Matcher::quiet_step`], told without scanning. `None`: every step scans.
+    /// is [`Matcher::quiet_step`], told without scanning.
     ///
     /// A token detector watches its leads' first bytes (a token in the shared lead pass may
     /// instead be asked whether the pass found a lead or a lead's beginning in the new text,
-    /// which is sharper). A run detector watches its context gate (nine bytes back: the gate
-    /// may stand before the run's blanks), else its trigger, else the bytes that start a run.
-    pub fn watch(&self) -> Option<(ByteSet, usize)> {
+    /// which is sharper), and a literal set its patterns' first bytes. A run detector watches
+    /// its context gate (nine bytes back: the gate may stand before the run's blanks), else its
+    /// trigger, else the bytes that start a run.
+    pub fn watch(&self) -> (ByteSet, usize) {
         match self {
-            Matcher::Regex(r) => Some(match (&r.context_gate, &r.trigger) {
+            Matcher::Regex(r) => match (&r.context_gate, &r.trigger) {
                 (Some(g), _) => (*g, 9),
                 (None, Some(t)) => (*t, 0),
                 (None, None) => (r.start, 0),
-            }),
-            Matcher::Token(t) => Some((t.lead_start, 0)),
-            Matcher::Literals(_) => None,
+            },
+            Matcher::Token(t) => (t.lead_start, 0),
+            Matcher::Literals(l) => (l.first, 0),
         }
     }
 
@@ -924,9 +937,10 @@ impl Matcher {
         }
     }
 
-    /// For a token detector, whose wait sits at the end of the text when nothing is pending:
-    /// the `skip` of that wait at `end` (whether `end` falls inside a run that cannot hold a
-    /// token). `None` for run detectors, whose waits depend on more than the end.
+    /// For a token detector or a literal set, whose wait sits at the end of the text when
+    /// nothing is pending: the `skip` of that wait at `end` (for a token, whether `end` falls
+    /// inside a run that cannot hold one; a literal set never skips). `None` for run
+    /// detectors, whose waits depend on more than the end.
     pub fn idle_skip(&self, bytes: &[u8], end: usize) -> Option<bool> {
         match self {
             Matcher::Token(t) => Some(
@@ -936,7 +950,8 @@ impl Matcher {
                         .and_then(|e| bytes.get(e))
                         .is_some_and(|&b| t.class.has(b)),
             ),
-            _ => None,
+            Matcher::Literals(_) => Some(false),
+            Matcher::Regex(_) => None,
         }
     }
 
@@ -989,7 +1004,12 @@ impl Matcher {
                 safe: len,
                 skip: len > from && self.idle_skip(bytes, len) == Some(true),
             },
-            Matcher::Literals(l) => l.step(v, from),
+            // Neither a pattern nor the beginning of one starts without its first byte.
+            Matcher::Literals(_) => Step::Wait {
+                resume: len,
+                safe: len,
+                skip: false,
+            },
         }
     }
 }
@@ -1793,7 +1813,12 @@ mod tests {
     #[test]
     fn quiet_steps_equal_scanning_steps() {
         use proptest::test_runner::{Config, TestRunner};
-        let detectors = crate::output::catalog(&crate::output::CatalogConfig::default()).unwrap();
+        let cfg = crate::output::CatalogConfig {
+            canaries: vec!["EGCANARY-7f3a".into()],
+            fingerprints: vec!["you are a helpful".into()],
+            ..Default::default()
+        };
+        let detectors = crate::output::catalog(&cfg).unwrap();
         let parts = vec![
             "a",
             "s",
@@ -1846,6 +1871,11 @@ mod tests {
             "ssn",
             "phone",
             "é",
+            "EGCAN",
+            "ARY-7f3a",
+            "You are",
+            " a help",
+            "ful",
         ];
         let strategy = (
             proptest::collection::vec(proptest::sample::select(parts), 0..24),
@@ -1864,9 +1894,7 @@ mod tests {
             ] {
                 let view = unfinished(&text);
                 for d in &detectors {
-                    let Some((set, margin)) = d.matcher.watch() else {
-                        continue;
-                    };
+                    let (set, margin) = d.matcher.watch();
                     for from in 0..text.len() {
                         if set
                             .find(text.as_bytes(), from.saturating_sub(margin))
@@ -1896,9 +1924,7 @@ mod tests {
             let view = unfinished(&text);
             for (k, d) in detectors.iter().enumerate() {
                 let m = &d.matcher;
-                let Some((set, margin)) = m.watch() else {
-                    continue;
-                };
+                let (set, margin) = m.watch();
                 // A glued token never skips: no step leaves it so.
                 let skip = skip && !matches!(m, Matcher::Token(t) if t.glued);
                 let quiet = match m {
@@ -1930,11 +1956,9 @@ mod tests {
         if let Err(e) = result {
             panic!("{e}");
         }
-        // Every detector that can step quietly was checked on many texts.
+        // Every detector was checked on many texts.
         for (d, &n) in detectors.iter().zip(checked.borrow().iter()) {
-            if d.matcher.watch().is_some() {
-                assert!(n >= 300, "{}: only {n} quiet cases", d.id);
-            }
+            assert!(n >= 300, "{}: only {n} quiet cases", d.id);
         }
     }
 

@@ -140,11 +140,9 @@ pub struct Scanner {
     /// The token detectors' leads, found for all of them in one pass.
     leads: Option<Leads>,
     /// Per detector, the bytes that wake it and how far back they matter ([`Matcher::watch`]).
-    watch: Vec<Option<(ByteSet, usize)>>,
-    /// Per byte value, the detectors outside the shared lead pass that it wakes; and the
-    /// detectors any piece wakes (they watch no bytes).
+    watch: Vec<(ByteSet, usize)>,
+    /// Per byte value, the detectors outside the shared lead pass that it wakes.
     wakers: Vec<DetSet>,
-    always: DetSet,
     holdback: usize,
     /// Whether a detector looks for digit-dense stretches: a whole text's digits are then
     /// mapped once for all of them.
@@ -167,27 +165,20 @@ impl Scanner {
         let watch: Vec<_> = detectors.iter().map(|d| d.matcher.watch()).collect();
         let n = detectors.len();
         let mut wakers = vec![DetSet::new(n); 256];
-        let mut always = DetSet::new(n);
-        for (i, w) in watch.iter().enumerate() {
+        for (i, (set, _)) in watch.iter().enumerate() {
             if leads.as_ref().is_some_and(|l| l.shares(i)) {
                 continue;
             }
-            match w {
-                Some((set, _)) => {
-                    for (b, wake) in wakers.iter_mut().enumerate() {
-                        if set.has(b as u8) {
-                            wake.insert(i);
-                        }
-                    }
+            for (b, wake) in wakers.iter_mut().enumerate() {
+                if set.has(b as u8) {
+                    wake.insert(i);
                 }
-                None => always.insert(i),
             }
         }
         Scanner {
             leads,
             watch,
             wakers,
-            always,
             maps_digits: detectors.iter().any(|d| d.matcher.seeks_digits()),
             shared_walks: SharedWalks::of(detectors.iter().map(|d| &d.matcher)),
             detectors,
@@ -790,7 +781,6 @@ impl StreamRedactor<'_> {
                     });
                 }
                 // Any other detector: a byte it watches.
-                self.woken.union(&scanner.always);
                 Occurs::of(piece).each(|b| self.woken.union(&scanner.wakers[usize::from(b)]));
             }
             let end = self.base + self.buf.len();
@@ -958,11 +948,11 @@ impl StreamRedactor<'_> {
                         st.skip = skip;
                         st.seen = end;
                         // (Only short pieces step quietly: after a long one, the next scans.)
-                        st.quiet = quiet
-                            && scanner.watch[i].is_some_and(|(set, margin)| {
-                                set.find(self.buf.as_bytes(), resume.saturating_sub(margin))
-                                    .is_none()
-                            });
+                        st.quiet = quiet && {
+                            let (set, margin) = scanner.watch[i];
+                            set.find(self.buf.as_bytes(), resume.saturating_sub(margin))
+                                .is_none()
+                        };
                         if st.quiet
                             && resume == self.buf.len()
                             && s == resume
