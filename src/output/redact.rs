@@ -78,10 +78,9 @@ impl DetSet {
 /// Which idle detectors a pass leaves idle, unstepped.
 #[derive(Clone, Copy)]
 enum Stay {
-    /// None: the pass ends the text, or brings a long piece (or follows a commit that woke
-    /// them all).
+    /// None: the pass ends the text, or brings a piece too long to step quietly.
     None,
-    /// All: the pass brings no text.
+    /// All: the pass brings no text (it follows a commit in the same push).
     All,
     /// Those the short piece it brings does not wake.
     Unwoken,
@@ -556,9 +555,9 @@ pub struct StreamRedactor<'s> {
     /// completes one of its leads, or a tail of it begins one (a token that may still be
     /// arriving). With a short piece, also every other detector it brings a watched byte.
     woken: DetSet,
-    /// Token detectors waiting at the end of the text, however far it has grown
-    /// ([`Matcher::idle_skip`]): their states are stale until [`DetState::wake`] sets them
-    /// for the end of the latest pass.
+    /// Token detectors and literal sets waiting at the end of the text, however far it has
+    /// grown ([`Matcher::idle_skip`]): their states are stale until [`DetState::wake`] sets
+    /// them for the end of the latest pass.
     idle: DetSet,
     /// Detector steps taken without scanning, and with.
     #[cfg(test)]
