@@ -352,12 +352,7 @@ impl TokenRun {
             .match_kind(MatchKind::LeftmostFirst)
             .build(&leads)
             .ok()?;
-        let mut lead_start = ByteSet::empty();
-        for l in &leads {
-            if let Some(b) = l.bytes().next() {
-                lead_start = lead_start.with_range(b, b);
-            }
-        }
+        let lead_start = first_bytes(leads.iter().map(|l| l.as_bytes()), false);
         Some(TokenRun {
             class,
             leads,
@@ -373,6 +368,20 @@ impl TokenRun {
         self.glued = glued;
         self
     }
+}
+
+/// The first bytes of `words` (with `either_case`, in both ASCII cases): the bytes that must
+/// arrive before any of them, or the beginning of one, can.
+fn first_bytes<'w>(words: impl IntoIterator<Item = &'w [u8]>, either_case: bool) -> ByteSet {
+    let mut set = ByteSet::empty();
+    for &b in words.into_iter().filter_map(<[u8]>::first) {
+        set = set.with_range(b, b);
+        if either_case {
+            let (l, u) = (b.to_ascii_lowercase(), b.to_ascii_uppercase());
+            set = set.with_range(l, l).with_range(u, u);
+        }
+    }
+    set
 }
 
 /// A set of literal strings (canaries, system-prompt fingerprints, custom literals).
@@ -399,15 +408,7 @@ impl Literals {
             .ascii_case_insensitive(case_insensitive)
             .build(&patterns)
             .ok()?;
-        let mut first = ByteSet::empty();
-        for b in patterns.iter().filter_map(|p| p.first().copied()) {
-            first = first.with_range(b, b);
-            if case_insensitive {
-                first = first
-                    .with_range(b.to_ascii_lowercase(), b.to_ascii_lowercase())
-                    .with_range(b.to_ascii_uppercase(), b.to_ascii_uppercase());
-            }
-        }
+        let first = first_bytes(patterns.iter().map(Vec::as_slice), case_insensitive);
         Some(Literals {
             ac,
             patterns,
@@ -977,11 +978,7 @@ impl Matcher {
                 }
                 // No candidate run: resume at the stretch touching the end (for a head
                 // detector, where a head may still begin).
-                let lo = match &r.head {
-                    Some(h) => i.max(h.tail(bytes, r.bounded)),
-                    None => i,
-                };
-                let a = stretch_start(bytes, &r.class, len, lo);
+                let a = r.end_resume(bytes, i);
                 if r.context_gate.is_none() && r.trigger.is_some() {
                     // A run at the end may still receive its trigger: its last piece waits.
                     if let Some(s) = r.start.find(bytes, a) {
@@ -1087,15 +1084,7 @@ impl RegexRun {
                     };
                 }
             };
-            // (A head detector's run, only as far as a value may reach.)
-            let run_limit = match &self.head {
-                Some(h) => run_end(
-                    &bytes[..len.min(run_start + h.reach)],
-                    &self.class,
-                    run_start,
-                ),
-                None => run_end(bytes, &self.class, run_start),
-            };
+            let run_limit = self.run_limit(bytes, run_start);
             // Pieces of at most `chop` bytes, counted from the run start.
             let mut piece = run_start;
             loop {
@@ -1236,20 +1225,37 @@ impl RegexRun {
         let len = bytes.len();
         let map = v.digits.map(|d| &d.all);
         while let Some(h) = head.find(bytes, map, i, self.bounded) {
-            // (Only as far as a value may reach.)
-            let e = run_end(&bytes[..len.min(h + head.reach)], &self.class, h);
+            let e = self.run_limit(bytes, h);
             if (e == len && !v.eof) || e - h >= self.min_len {
                 return h;
             }
             // (A later head in the stretch has even less room.)
             i = e;
         }
-        stretch_start(
-            bytes,
-            &self.class,
-            len,
-            i.max(head.tail(bytes, self.bounded)),
-        )
+        self.end_resume(bytes, i)
+    }
+
+    /// The end of the run that begins at `start`: its class stretch's end or, for a head
+    /// detector, the head's reach if that comes first.
+    #[inline]
+    fn run_limit(&self, bytes: &[u8], start: usize) -> usize {
+        let reach = match &self.head {
+            Some(h) => bytes.len().min(start + h.reach),
+            None => bytes.len(),
+        };
+        run_end(&bytes[..reach], &self.class, start)
+    }
+
+    /// With no candidate run from `i` on, where the scan resumes: the start of the class
+    /// stretch that ends the text, not before `i` nor, for a head detector, before the last
+    /// bytes that may still begin a head ([`Head::tail`]).
+    #[inline(always)]
+    fn end_resume(&self, bytes: &[u8], i: usize) -> usize {
+        let lo = match &self.head {
+            Some(h) => i.max(h.tail(bytes, self.bounded)),
+            None => i,
+        };
+        stretch_start(bytes, &self.class, bytes.len(), lo)
     }
 
     /// Next position >= `i` where a run of this detector begins. With a trigger, runs lacking
