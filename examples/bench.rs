@@ -85,33 +85,25 @@ fn corpora(s: &Scanner) {
             .unwrap_or_else(|e| panic!("{path}: {e}"));
         let text = String::from_utf8_lossy(&bytes).into_owned();
         drop(bytes);
-        let start = Instant::now();
         let one = s.redact(&text);
-        let mut best = start.elapsed().as_secs_f64();
-        for _ in 1..reps {
-            let start = Instant::now();
+        let mb_s = |secs: f64| text.len() as f64 / secs / 1e6;
+        let one_shot = mb_s(best_of(reps, || {
             std::hint::black_box(s.redact(&text));
-            best = best.min(start.elapsed().as_secs_f64());
-        }
-        let one_shot = text.len() as f64 / best / 1e6;
+        }));
         let mut streamed = Vec::new();
         for chunk in [16usize, 16 << 10] {
-            let mut best = f64::MAX;
-            for _ in 0..reps {
-                let start = Instant::now();
+            streamed.push(mb_s(best_of(reps, || {
                 let mut r = s.stream();
                 let mut out = String::with_capacity(text.len());
                 for c in text.as_bytes().chunks(chunk) {
                     r.push_bytes(c, &mut out);
                 }
                 r.finish(&mut out);
-                best = best.min(start.elapsed().as_secs_f64());
                 assert_eq!(
                     out, one.text,
                     "{path}: streamed in {chunk}-byte pieces differs"
                 );
-            }
-            streamed.push(text.len() as f64 / best / 1e6);
+            })));
         }
         let name = path.rsplit('/').next().unwrap_or(path);
         println!(
@@ -119,6 +111,17 @@ fn corpora(s: &Scanner) {
             streamed[0], streamed[1]
         );
     }
+}
+
+/// The shortest time of `reps` runs of `f` (at least one), in seconds.
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    (0..reps.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min)
 }
 
 /// A conversation of about `bytes` of text: alternating user and assistant turns of prose,
