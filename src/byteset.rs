@@ -277,32 +277,6 @@ impl Bitmap {
     }
 }
 
-/// The bytes that occur in a text, as a 256-bit map: each distinct byte is then visited
-/// once, however often it occurs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Occurs([u64; 4]);
-
-impl Occurs {
-    pub fn of(bytes: &[u8]) -> Self {
-        let mut map = [0u64; 4];
-        for &b in bytes {
-            map[usize::from(b >> 6)] |= 1 << (b & 63);
-        }
-        Occurs(map)
-    }
-
-    /// Calls `f` with each byte that occurs, in increasing order.
-    pub fn each(&self, mut f: impl FnMut(u8)) {
-        for (k, &w) in self.0.iter().enumerate() {
-            let mut w = w;
-            while w != 0 {
-                f((k * 64) as u8 + w.trailing_zeros() as u8);
-                w &= w - 1;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,16 +338,6 @@ mod tests {
             }
             let row = |p: usize| (p..p + n.min(64)).all(marked);
             prop_assert_eq!(map.next_row(from, n), (from..hay.len()).find(|&p| row(p)));
-        }
-
-        #[test]
-        fn occurs_equals_naive(hay in prop::collection::vec(any::<u8>(), 0..40)) {
-            let mut seen = Vec::new();
-            Occurs::of(&hay).each(|b| seen.push(b));
-            let mut naive = hay.clone();
-            naive.sort_unstable();
-            naive.dedup();
-            prop_assert_eq!(seen, naive);
         }
     }
 

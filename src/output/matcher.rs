@@ -609,6 +609,10 @@ pub struct Leads {
     /// unanchored start state.
     dfa: DFA,
     start: StateID,
+    /// Per DFA state (by id, sorted), the lead beginnings that end any text the DFA has read
+    /// into that state, as `(length, detector)`. A state stands for the longest tail of the
+    /// text that begins a lead, so every shorter such tail is one of its own tails.
+    ends: Vec<StateEnds>,
 }
 
 /// The shortest lead the shared pass takes. Its prefilters know a lead by its first few
@@ -652,6 +656,7 @@ impl Leads {
                 by_first[usize::from(b)].push(k);
             }
         }
+        let ends = lead_ends(&pats, &dfa, start);
         Some(Leads {
             starts,
             pats,
@@ -660,8 +665,43 @@ impl Leads {
             by_first,
             dfa,
             start,
+            ends,
         })
     }
+}
+
+/// A DFA state's id and the lead beginnings it stands for, as `(length, detector)`.
+type StateEnds = (usize, Box<[(usize, usize)]>);
+
+/// The lead beginnings that end the text in each state of `dfa`: the state after a lead's
+/// first `n` bytes (from the start state) stands for those bytes, and its list holds each of
+/// their tails that begins a lead.
+fn lead_ends(pats: &[(&'static str, usize)], dfa: &DFA, start: StateID) -> Vec<StateEnds> {
+    let mut ends: Vec<StateEnds> = Vec::new();
+    for (lead, _) in pats {
+        let lead = lead.as_bytes();
+        let mut sid = start;
+        for n in 1..=lead.len() {
+            sid = dfa.next_state(Anchored::No, sid, lead[n - 1]);
+            if ends.iter().any(|(id, _)| *id == sid.as_usize()) {
+                continue;
+            }
+            let read = &lead[..n];
+            let mut list: Vec<(usize, usize)> = (1..=n)
+                .flat_map(|k| {
+                    let tail = &read[n - k..];
+                    pats.iter()
+                        .filter(move |(l, _)| l.as_bytes().starts_with(tail))
+                        .map(move |&(_, det)| (k, det))
+                })
+                .collect();
+            list.sort_unstable();
+            list.dedup();
+            ends.push((sid.as_usize(), list.into_boxed_slice()));
+        }
+    }
+    ends.sort_unstable_by_key(|(id, _)| *id);
+    ends
 }
 
 /// Where the shared pass's leads may start. Natively the leads' automaton, whose vector
@@ -718,7 +758,52 @@ impl LeadStarts {
 impl Leads {
     /// Calls `found(start, detector)` for every tail of `bytes` from `from` on that begins one
     /// of the leads: a token that may still be arriving.
-    pub fn pending(&self, bytes: &[u8], from: usize, mut found: impl FnMut(usize, usize)) {
+    /// `hits` is the shared pass over `bytes`: its DFA state after them names those tails
+    /// (each pair once, in another order than a walk of the tails would give).
+    pub fn pending(
+        &self,
+        hits: &LeadHits,
+        bytes: &[u8],
+        from: usize,
+        mut found: impl FnMut(usize, usize),
+    ) {
+        let Some(sid) = hits.state else {
+            return self.pending_by_bytes(bytes, from, found);
+        };
+        #[cfg(debug_assertions)]
+        {
+            let mut walked = Vec::new();
+            self.pending_by_bytes(bytes, from, |a, det| walked.push((a, det)));
+            walked.sort_unstable();
+            walked.dedup();
+            let mut listed = self.ends_in(sid, bytes.len(), from).collect::<Vec<_>>();
+            listed.sort_unstable();
+            debug_assert_eq!(listed, walked, "lead beginnings in DFA state {sid:?}");
+        }
+        for (a, det) in self.ends_in(sid, bytes.len(), from) {
+            found(a, det);
+        }
+    }
+
+    /// The lead beginnings of state `sid` that start at or after `from` in a text `len` long,
+    /// as `(start, detector)`. A state outside the table (the start state) has none.
+    fn ends_in(
+        &self,
+        sid: StateID,
+        len: usize,
+        from: usize,
+    ) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let k = self
+            .ends
+            .binary_search_by_key(&sid.as_usize(), |(id, _)| *id);
+        let list = k.map_or(&[][..], |k| &self.ends[k].1[..]);
+        list.iter()
+            .filter(move |&&(n, _)| n <= len - from)
+            .map(move |&(n, det)| (len - n, det))
+    }
+
+    /// [`Leads::pending`] by walking the tails.
+    fn pending_by_bytes(&self, bytes: &[u8], from: usize, mut found: impl FnMut(usize, usize)) {
         let lo = bytes.len().saturating_sub(self.longest).max(from);
         for a in lo..bytes.len() {
             let tail = &bytes[a..];
@@ -2039,6 +2124,18 @@ mod tests {
             let mut base = 0;
             for (k, &end) in ends.iter().enumerate() {
                 grown.extend(&leads, &text[base..end], base, |_| {});
+                // The lead beginnings its DFA state names are the tails that begin a lead.
+                let bytes = &text.as_bytes()[base..end];
+                let mut walked = Vec::new();
+                leads.pending_by_bytes(bytes, 0, |a, det| walked.push((a, det)));
+                walked.sort_unstable();
+                walked.dedup();
+                let mut listed: Vec<_> = grown
+                    .state
+                    .map(|sid| leads.ends_in(sid, bytes.len(), 0).collect())
+                    .unwrap_or_default();
+                listed.sort_unstable();
+                prop_assert_eq!(listed, walked);
                 if let Some(t) = trims.get(k) {
                     base = base.max(t % (end + 1));
                     grown.trim(base);

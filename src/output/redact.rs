@@ -14,7 +14,6 @@ use super::matcher::{
 };
 use super::matcher::{Digits, SharedWalks, PEM_END_TAIL};
 use crate::audit::sign::Fingerprinter;
-use crate::byteset::Occurs;
 use crate::unicode::{fold_char, Fold};
 
 /// The longest text [`Scanner::redact`] scans whole; longer ones go through a stream in
@@ -67,10 +66,27 @@ impl DetSet {
     fn word(&self, w: usize) -> u64 {
         self.0.get(w).copied().unwrap_or(0)
     }
+}
 
-    fn union(&mut self, other: &DetSet) {
-        for (w, o) in self.0.iter_mut().zip(&other.0) {
-            *w |= o;
+/// Per byte value, the detectors it wakes: one table of set words per 64 detectors, so
+/// that a piece's wake set is one lookup per byte and word.
+struct Wakers(Vec<[u64; 256]>);
+
+impl Wakers {
+    fn new(n: usize) -> Self {
+        Wakers(vec![[0; 256]; n.div_ceil(64)])
+    }
+
+    fn insert(&mut self, b: u8, det: usize) {
+        if let Some(t) = self.0.get_mut(det / 64) {
+            t[usize::from(b)] |= 1 << (det % 64);
+        }
+    }
+
+    /// Adds the detectors that any byte of `piece` wakes to `set`.
+    fn wake(&self, piece: &[u8], set: &mut DetSet) {
+        for (t, w) in self.0.iter().zip(set.0.iter_mut()) {
+            *w |= piece.iter().fold(0, |acc, &b| acc | t[usize::from(b)]);
         }
     }
 }
@@ -141,7 +157,7 @@ pub struct Scanner {
     /// Per detector, the bytes that wake it and how far back they matter ([`Matcher::watch`]).
     watch: Vec<(ByteSet, usize)>,
     /// Per byte value, the detectors outside the shared lead pass that it wakes.
-    wakers: Vec<DetSet>,
+    wakers: Wakers,
     holdback: usize,
     /// Whether a detector looks for digit-dense stretches: a whole text's digits are then
     /// mapped once for all of them.
@@ -163,14 +179,14 @@ impl Scanner {
         let leads = Leads::new(detectors.iter().map(|d| &d.matcher));
         let watch: Vec<_> = detectors.iter().map(|d| d.matcher.watch()).collect();
         let n = detectors.len();
-        let mut wakers = vec![DetSet::new(n); 256];
+        let mut wakers = Wakers::new(n);
         for (i, (set, _)) in watch.iter().enumerate() {
             if leads.as_ref().is_some_and(|l| l.shares(i)) {
                 continue;
             }
-            for (b, wake) in wakers.iter_mut().enumerate() {
-                if set.has(b as u8) {
-                    wake.insert(i);
+            for b in 0..=255 {
+                if set.has(b) {
+                    wakers.insert(b, i);
                 }
             }
         }
@@ -770,7 +786,7 @@ impl StreamRedactor<'_> {
                 if let Some(l) = &scanner.leads {
                     // Tails of the piece that begin a lead the token's step would wait for.
                     let (bytes, fresh) = (self.buf.as_bytes(), self.fresh - self.base);
-                    l.pending(bytes, fresh, |a, det| {
+                    l.pending(&self.hits, bytes, fresh, |a, det| {
                         if scanner.detectors[det]
                             .matcher
                             .waits_for_tail(bytes, a, fresh)
@@ -780,7 +796,7 @@ impl StreamRedactor<'_> {
                     });
                 }
                 // Any other detector: a byte it watches.
-                Occurs::of(piece).each(|b| self.woken.union(&scanner.wakers[usize::from(b)]));
+                scanner.wakers.wake(piece, &mut self.woken);
             }
             let end = self.base + self.buf.len();
             // An idle detector (a wait at the end of the text) stays so, unstepped, when the
@@ -1231,6 +1247,20 @@ mod tests {
     }
 
     /// A text past `WHOLE_MAX`, redacted in blocks, gives what the whole scan gives.
+    #[test]
+    fn wakers_wake_what_each_byte_wakes() {
+        let mut w = Wakers::new(130);
+        for (b, det) in [(b'a', 0), (b'a', 64), (b'b', 129), (b'-', 3)] {
+            w.insert(b, det);
+        }
+        let mut set = DetSet::new(130);
+        w.wake(b"xaxa", &mut set);
+        assert_eq!(set.0, [1, 1, 0]);
+        set.insert(7);
+        w.wake(b"b-", &mut set);
+        assert_eq!(set.0, [1 | 1 << 3 | 1 << 7, 1, 2]);
+    }
+
     #[test]
     fn long_texts_redact_in_blocks_as_whole() {
         let scanner = Scanner::new(catalog(&CatalogConfig::default()).unwrap(), 256);
