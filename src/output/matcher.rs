@@ -609,10 +609,8 @@ pub struct Leads {
     /// unanchored start state.
     dfa: DFA,
     start: StateID,
-    /// Per DFA state (by id, sorted), the lead beginnings that end any text the DFA has read
-    /// into that state, as `(length, detector)`. A state stands for the longest tail of the
-    /// text that begins a lead, so every shorter such tail is one of its own tails.
-    ends: Vec<StateEnds>,
+    /// Per DFA state, the lead beginnings that end any text the DFA has read into it.
+    ends: LeadEnds,
 }
 
 /// The shortest lead the shared pass takes. Its prefilters know a lead by its first few
@@ -656,7 +654,7 @@ impl Leads {
                 by_first[usize::from(b)].push(k);
             }
         }
-        let ends = lead_ends(&pats, &dfa, start);
+        let ends = LeadEnds::new(&pats, &dfa, start);
         Some(Leads {
             starts,
             pats,
@@ -673,9 +671,44 @@ impl Leads {
 /// A DFA state's id and the lead beginnings it stands for, as `(length, detector)`.
 type StateEnds = (usize, Box<[(usize, usize)]>);
 
-/// The lead beginnings that end the text in each state of `dfa`: the state after a lead's
-/// first `n` bytes (from the start state) stands for those bytes, and its list holds each of
-/// their tails that begins a lead.
+/// Per state of the leads' DFA, the lead beginnings that end any text the DFA has read into
+/// it, as `(length, detector)` by increasing length. A state stands for the longest tail of
+/// the text that begins a lead, so every shorter such tail is one of its own tails.
+struct LeadEnds {
+    /// By state id shifted right by `shift` (the ids are multiples of a power of two), with
+    /// the id itself to tell a state outside the table (the start state) from a listed one.
+    table: Vec<StateEnds>,
+    shift: u32,
+}
+
+impl LeadEnds {
+    /// The state after a lead's first `n` bytes (from the start state) stands for those
+    /// bytes: its list holds each of their tails that begins a lead.
+    fn new(pats: &[(&'static str, usize)], dfa: &DFA, start: StateID) -> LeadEnds {
+        let listed = lead_ends(pats, dfa, start);
+        let ids = || listed.iter().map(|(id, _)| *id).chain([start.as_usize()]);
+        let shift = ids()
+            .map(usize::trailing_zeros)
+            .min()
+            .unwrap_or(0)
+            .min(usize::BITS - 1);
+        let size = ids().map(|id| (id >> shift) + 1).max().unwrap_or(0);
+        let mut table: Vec<StateEnds> = (0..size).map(|_| (usize::MAX, Box::default())).collect();
+        for (id, list) in listed {
+            table[id >> shift] = (id, list);
+        }
+        LeadEnds { table, shift }
+    }
+
+    fn of(&self, sid: StateID) -> &[(usize, usize)] {
+        let id = sid.as_usize();
+        match self.table.get(id >> self.shift) {
+            Some((at, list)) if *at == id => list,
+            _ => &[],
+        }
+    }
+}
+
 fn lead_ends(pats: &[(&'static str, usize)], dfa: &DFA, start: StateID) -> Vec<StateEnds> {
     let mut ends: Vec<StateEnds> = Vec::new();
     for (lead, _) in pats {
@@ -700,7 +733,6 @@ fn lead_ends(pats: &[(&'static str, usize)], dfa: &DFA, start: StateID) -> Vec<S
             ends.push((sid.as_usize(), list.into_boxed_slice()));
         }
     }
-    ends.sort_unstable_by_key(|(id, _)| *id);
     ends
 }
 
@@ -793,12 +825,11 @@ impl Leads {
         len: usize,
         from: usize,
     ) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let k = self
-            .ends
-            .binary_search_by_key(&sid.as_usize(), |(id, _)| *id);
-        let list = k.map_or(&[][..], |k| &self.ends[k].1[..]);
-        list.iter()
-            .filter(move |&&(n, _)| n <= len - from)
+        // (By increasing length: the first too long ends the list.)
+        self.ends
+            .of(sid)
+            .iter()
+            .take_while(move |&&(n, _)| n <= len - from)
             .map(move |&(n, det)| (len - n, det))
     }
 
