@@ -1072,6 +1072,16 @@ impl Matcher {
         }
     }
 
+    /// Whether every quiet step of this detector leaves the whole text safe: a run detector
+    /// that awaits no trigger at the end. Such a detector may skip its quiet steps while no
+    /// byte it watches arrives; the text it resumes at is then only kept longer.
+    pub fn lags(&self) -> bool {
+        match self {
+            Matcher::Regex(r) => r.context_gate.is_some() || r.trigger.is_none(),
+            _ => false,
+        }
+    }
+
     /// What [`Matcher::step`] answers on a text that is not complete and goes on past `from`,
     /// when no watched byte ([`Matcher::watch`]) stands in `v.text[from - margin..]`: no value
     /// starts, and only the end of the text is held. Undefined otherwise (the caller checks; debug builds compare

@@ -33,6 +33,9 @@ const LOOKBACK: usize = 64;
 /// watched bytes arrived ([`Matcher::watch`]); a longer piece wakes nearly every detector.
 const QUIET_PIECE_MAX: usize = 256;
 
+/// The most text a lagging detector holds behind the end before a pass steps it again.
+const LAG_MAX: usize = 256;
+
 /// A set of detectors, by index.
 #[derive(Clone, Debug)]
 struct DetSet(Vec<u64>);
@@ -103,10 +106,10 @@ enum Stay {
 }
 
 impl Stay {
-    /// Whether detector `i` stays idle.
+    /// Whether detector `i` of a resting set (the idle ones, or the lagging ones) stays so.
     #[cfg(any(test, debug_assertions))]
-    fn keeps(self, idle: &DetSet, woken: &DetSet, i: usize) -> bool {
-        idle.has(i)
+    fn keeps(self, resting: &DetSet, woken: &DetSet, i: usize) -> bool {
+        resting.has(i)
             && match self {
                 Stay::None => false,
                 Stay::All => true,
@@ -114,12 +117,13 @@ impl Stay {
             }
     }
 
-    /// Of the word `w` of the detector sets (detectors `64 * w` on), those that stay idle.
-    fn skips_word(self, idle: &DetSet, woken: &DetSet, w: usize) -> u64 {
+    /// Of the word `w` of the detector sets (detectors `64 * w` on), those of a resting set
+    /// that stay so.
+    fn skips_word(self, resting: &DetSet, woken: &DetSet, w: usize) -> u64 {
         match self {
             Stay::None => 0,
-            Stay::All => idle.word(w),
-            Stay::Unwoken => idle.word(w) & !woken.word(w),
+            Stay::All => resting.word(w),
+            Stay::Unwoken => resting.word(w) & !woken.word(w),
         }
     }
 }
@@ -158,6 +162,8 @@ pub struct Scanner {
     watch: Vec<(ByteSet, usize)>,
     /// Per byte value, the detectors outside the shared lead pass that it wakes.
     wakers: Wakers,
+    /// The detectors that may lag ([`Matcher::lags`]).
+    lags: DetSet,
     holdback: usize,
     /// Whether a detector looks for digit-dense stretches: a whole text's digits are then
     /// mapped once for all of them.
@@ -190,7 +196,12 @@ impl Scanner {
                 }
             }
         }
+        let mut lags = DetSet::new(n);
+        (0..n)
+            .filter(|&i| detectors[i].matcher.lags())
+            .for_each(|i| lags.insert(i));
         Scanner {
+            lags,
             leads,
             watch,
             wakers,
@@ -393,6 +404,8 @@ impl Scanner {
             pass_end: 0,
             woken: DetSet::new(self.detectors.len()),
             idle: DetSet::new(self.detectors.len()),
+            lag: DetSet::new(self.detectors.len()),
+            lag_floor: usize::MAX,
             #[cfg(test)]
             steps: (0, 0),
         }
@@ -575,6 +588,12 @@ pub struct StreamRedactor<'s> {
     /// grown ([`Matcher::idle_skip`]): their states are stale until [`DetState::wake`] sets
     /// them for the end of the latest pass.
     idle: DetSet,
+    /// Run detectors whose latest step was a quiet wait ([`Matcher::lags`]) that no piece
+    /// since has woken: a short piece that does not wake one leaves it unstepped, its resume
+    /// point behind the text, until the text it holds grows past [`LAG_MAX`].
+    lag: DetSet,
+    /// No lagging detector resumes before this (absolute; `usize::MAX` when none lags).
+    lag_floor: usize,
     /// Detector steps taken without scanning, and with.
     #[cfg(test)]
     steps: (usize, usize),
@@ -810,11 +829,19 @@ impl StreamRedactor<'_> {
             } else {
                 Stay::None
             };
+            // Lagging detectors rest too, unless one holds too much text: then all step.
+            let lag_rests = end.saturating_sub(self.lag_floor) <= LAG_MAX;
+            if !lag_rests {
+                self.lag_floor = usize::MAX;
+            }
             #[cfg(test)]
             {
                 let n = scanner.detectors.len();
                 self.steps.0 += (0..n)
-                    .filter(|&i| stay.keeps(&self.idle, &self.woken, i))
+                    .filter(|&i| {
+                        stay.keeps(&self.idle, &self.woken, i)
+                            || (lag_rests && stay.keeps(&self.lag, &self.woken, i))
+                    })
                     .count();
             }
             #[cfg(debug_assertions)]
@@ -836,6 +863,17 @@ impl StreamRedactor<'_> {
                         d.id
                     );
                 }
+                // A lagging detector left unstepped holds back no text it would release.
+                if lag_rests && stay.keeps(&self.lag, &self.woken, i) {
+                    let st = &self.states[i];
+                    let dv = view.for_detector(hits, i, self.base);
+                    let step = d.matcher.step(&dv, st.resume - self.base, st.skip);
+                    debug_assert!(
+                        matches!(step, Step::Wait { safe, .. } if safe == self.buf.len()),
+                        "lagging {}: {step:?}",
+                        d.id
+                    );
+                }
             }
             let mut best: Option<(usize, Step, usize)> = None;
             let mut safe = self.buf.len();
@@ -843,12 +881,17 @@ impl StreamRedactor<'_> {
             let mut keep = usize::MAX;
             // (Each word of the sets is read as the walk reaches it: a detector changes only
             // its own bit.)
-            let (mut idle_w, mut skip_w) = (0, 0);
+            let (mut idle_w, mut lag_w, mut skip_w) = (0, 0, 0);
             let walk = scanner.detectors.iter().zip(self.states.iter_mut());
             for (i, (d, st)) in walk.enumerate() {
                 if i % 64 == 0 {
-                    idle_w = self.idle.word(i / 64);
-                    skip_w = stay.skips_word(&self.idle, &self.woken, i / 64);
+                    let w = i / 64;
+                    idle_w = self.idle.word(w);
+                    lag_w = self.lag.word(w);
+                    skip_w = stay.skips_word(&self.idle, &self.woken, w);
+                    if lag_rests {
+                        skip_w |= stay.skips_word(&self.lag, &self.woken, w);
+                    }
                 }
                 if skip_w >> (i % 64) & 1 != 0 {
                     continue;
@@ -857,9 +900,15 @@ impl StreamRedactor<'_> {
                     st.wake(&d.matcher, &self.buf, self.base, self.pass_end);
                     self.idle.remove(i);
                 }
+                // (A lagging detector saw no byte it watches since its latest step: its state
+                // holds for the text up to this piece.)
+                let lagged = lag_w >> (i % 64) & 1 != 0;
+                if lagged {
+                    self.lag.remove(i);
+                }
                 // Whether the piece brings the detector, stepped at its start, something to scan.
                 let shared = || scanner.leads.as_ref().is_some_and(|l| l.shares(i));
-                if quiet && st.cached.is_none() && st.seen == self.fresh {
+                if quiet && st.cached.is_none() && (st.seen == self.fresh || lagged) {
                     let woken = if shared() {
                         st.resume != self.fresh || self.woken.has(i)
                     } else {
@@ -891,6 +940,10 @@ impl StreamRedactor<'_> {
                                 self.idle.insert(i);
                             } else {
                                 keep = keep.min(st.resume);
+                                if scanner.lags.has(i) {
+                                    self.lag.insert(i);
+                                    self.lag_floor = self.lag_floor.min(st.resume);
+                                }
                             }
                             #[cfg(test)]
                             {
@@ -1009,7 +1062,7 @@ impl StreamRedactor<'_> {
                     let upto = self.base + best.map_or(safe, |(s, _, _)| s.min(safe));
                     self.emit(out, upto, false);
                     self.released = self.released.max(upto);
-                    self.trim(keep.min(self.released));
+                    self.trim(keep.min(self.lag_floor).min(self.released));
                     return;
                 }
             }
@@ -1067,6 +1120,8 @@ impl StreamRedactor<'_> {
             st.after_commit(&d.matcher, text, base, end, chop);
         }
         self.idle.clear();
+        self.lag.clear();
+        self.lag_floor = usize::MAX;
     }
 
     /// Drops retained text before `keep - LOOKBACK`.
@@ -1336,6 +1391,29 @@ mod tests {
         assert_eq!(out, want.text, "pieces of {piece}");
         assert_eq!(st.findings(), want.findings.as_slice(), "pieces of {piece}");
         st
+    }
+
+    /// Lagging detectors hold text behind the end, but no more than [`LAG_MAX`] past what a
+    /// stream keeps anyway: the retained text stays bounded on long answers in short pieces.
+    #[test]
+    fn lagging_keeps_the_retained_text_bounded() {
+        let scanner = Scanner::new(catalog(&CatalogConfig::default()).unwrap(), 256);
+        let para = "The quick brown fox jumps over the lazy dog while the CLI prints \
+                    README_FILE and OTHER-CAPS in a long line of prose with no numbers; ";
+        let text = para.repeat(200);
+        let want = scanner.redact(&text);
+        for piece in [1, 3, 16, 100] {
+            let mut st = scanner.stream();
+            let mut out = String::new();
+            let mut most = 0;
+            for c in text.as_bytes().chunks(piece) {
+                st.push_bytes(c, &mut out);
+                most = most.max(st.buf.len());
+            }
+            st.finish(&mut out);
+            assert_eq!(out, want.text);
+            assert!(most <= LAG_MAX + LOOKBACK + piece, "pieces of {piece}: {most} kept");
+        }
     }
 
     /// Text in short pieces: most detector steps are told without scanning, and (in debug
