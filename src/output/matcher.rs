@@ -683,20 +683,54 @@ struct LeadEnds {
 
 impl LeadEnds {
     /// The state after a lead's first `n` bytes (from the start state) stands for those
-    /// bytes: its list holds each of their tails that begins a lead.
+    /// bytes. Its list holds their own detectors, then the list of the state that their
+    /// longest proper tail beginning a lead stands for (built before it, being shorter).
     fn new(pats: &[(&'static str, usize)], dfa: &DFA, start: StateID) -> LeadEnds {
-        let listed = lead_ends(pats, dfa, start);
-        let ids = || listed.iter().map(|(id, _)| *id).chain([start.as_usize()]);
-        let shift = ids()
+        let run = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .fold(start, |sid, &b| dfa.next_state(Anchored::No, sid, b))
+        };
+        // Every lead beginning with its detector, shortest first, and the states of each and
+        // of its tail.
+        let mut begins: Vec<(&[u8], usize)> = pats
+            .iter()
+            .flat_map(|&(lead, det)| (1..=lead.len()).map(move |n| (&lead.as_bytes()[..n], det)))
+            .collect();
+        begins.sort_unstable_by(|a, b| (a.0.len(), a).cmp(&(b.0.len(), b)));
+        begins.dedup();
+        let ids: Vec<(usize, usize)> = begins
+            .iter()
+            .map(|(begin, _)| (run(begin).as_usize(), run(&begin[1..]).as_usize()))
+            .collect();
+        let all = || ids.iter().map(|&(id, _)| id).chain([start.as_usize()]);
+        let shift = all()
             .map(usize::trailing_zeros)
             .min()
             .unwrap_or(0)
             .min(usize::BITS - 1);
-        let size = ids().map(|id| (id >> shift) + 1).max().unwrap_or(0);
-        let mut table: Vec<StateEnds> = (0..size).map(|_| (usize::MAX, Box::default())).collect();
-        for (id, list) in listed {
-            table[id >> shift] = (id, list);
+        let size = all().map(|id| (id >> shift) + 1).max().unwrap_or(0);
+        let mut lists: Vec<Vec<(usize, usize)>> = vec![Vec::new(); size];
+        let mut listed = vec![false; size];
+        for (&(begin, det), &(id, tail)) in begins.iter().zip(&ids) {
+            let k = id >> shift;
+            if !listed[k] {
+                listed[k] = true;
+                let tail = (tail != start.as_usize()).then(|| lists[tail >> shift].clone());
+                lists[k] = tail.unwrap_or_default();
+            }
+            lists[k].push((begin.len(), det));
         }
+        let table = lists
+            .into_iter()
+            .enumerate()
+            .map(|(k, mut list)| {
+                list.sort_unstable();
+                list.dedup();
+                let id = if listed[k] { k << shift } else { usize::MAX };
+                (id, list.into_boxed_slice())
+            })
+            .collect();
         LeadEnds { table, shift }
     }
 
@@ -707,33 +741,6 @@ impl LeadEnds {
             _ => &[],
         }
     }
-}
-
-fn lead_ends(pats: &[(&'static str, usize)], dfa: &DFA, start: StateID) -> Vec<StateEnds> {
-    let mut ends: Vec<StateEnds> = Vec::new();
-    for (lead, _) in pats {
-        let lead = lead.as_bytes();
-        let mut sid = start;
-        for n in 1..=lead.len() {
-            sid = dfa.next_state(Anchored::No, sid, lead[n - 1]);
-            if ends.iter().any(|(id, _)| *id == sid.as_usize()) {
-                continue;
-            }
-            let read = &lead[..n];
-            let mut list: Vec<(usize, usize)> = (1..=n)
-                .flat_map(|k| {
-                    let tail = &read[n - k..];
-                    pats.iter()
-                        .filter(move |(l, _)| l.as_bytes().starts_with(tail))
-                        .map(move |&(_, det)| (k, det))
-                })
-                .collect();
-            list.sort_unstable();
-            list.dedup();
-            ends.push((sid.as_usize(), list.into_boxed_slice()));
-        }
-    }
-    ends
 }
 
 /// Where the shared pass's leads may start. Natively the leads' automaton, whose vector
