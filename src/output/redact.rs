@@ -877,158 +877,166 @@ impl StreamRedactor<'_> {
             }
             let mut best: Option<(usize, Step, usize)> = None;
             let mut safe = self.buf.len();
-            // The earliest point a detector still needs, an idle one aside.
+            // The earliest point a stepped detector still needs (the lagging ones' floor joins
+            // it at the trim).
             let mut keep = usize::MAX;
             // (Each word of the sets is read as the walk reaches it: a detector changes only
             // its own bit.)
-            let (mut idle_w, mut lag_w, mut skip_w) = (0, 0, 0);
-            let walk = scanner.detectors.iter().zip(self.states.iter_mut());
-            for (i, (d, st)) in walk.enumerate() {
-                if i % 64 == 0 {
-                    let w = i / 64;
-                    idle_w = self.idle.word(w);
-                    lag_w = self.lag.word(w);
-                    skip_w = stay.skips_word(&self.idle, &self.woken, w);
-                    if lag_rests {
-                        skip_w |= stay.skips_word(&self.lag, &self.woken, w);
-                    }
+            let n = scanner.detectors.len();
+            for w in 0..n.div_ceil(64) {
+                let (idle_w, lag_w) = (self.idle.word(w), self.lag.word(w));
+                let mut skip_w = stay.skips_word(&self.idle, &self.woken, w);
+                if lag_rests {
+                    skip_w |= stay.skips_word(&self.lag, &self.woken, w);
                 }
-                if skip_w >> (i % 64) & 1 != 0 {
-                    continue;
-                }
-                if idle_w >> (i % 64) & 1 != 0 {
-                    st.wake(&d.matcher, &self.buf, self.base, self.pass_end);
-                    self.idle.remove(i);
-                }
-                // (A lagging detector saw no byte it watches since its latest step: its state
-                // holds for the text up to this piece.)
-                let lagged = lag_w >> (i % 64) & 1 != 0;
-                if lagged {
-                    self.lag.remove(i);
-                }
-                // Whether the piece brings the detector, stepped at its start, something to scan.
-                let shared = || scanner.leads.as_ref().is_some_and(|l| l.shares(i));
-                if quiet && st.cached.is_none() && (st.seen == self.fresh || lagged) {
-                    let woken = if shared() {
-                        st.resume != self.fresh || self.woken.has(i)
-                    } else {
-                        !st.quiet || self.woken.has(i)
+                // Only the detectors that step are visited, in order.
+                let live = u64::MAX >> (64 - (n - w * 64).min(64));
+                let mut visit = live & !skip_w;
+                while visit != 0 {
+                    let i = w * 64 + visit.trailing_zeros() as usize;
+                    visit &= visit - 1;
+                    let (Some(d), Some(st)) = (scanner.detectors.get(i), self.states.get_mut(i))
+                    else {
+                        break;
                     };
-                    if !woken {
-                        let from = st.resume - self.base;
-                        let step = d.matcher.quiet_step(&view, from, st.skip);
-                        debug_assert_eq!(
-                            step,
-                            d.matcher
-                                .step(&view.for_detector(hits, i, self.base), from, st.skip),
-                            "quiet step of {}",
-                            d.id
-                        );
-                        if let Step::Wait {
+                    if idle_w >> (i % 64) & 1 != 0 {
+                        st.wake(&d.matcher, &self.buf, self.base, self.pass_end);
+                        self.idle.remove(i);
+                    }
+                    // (A lagging detector saw no byte it watches since its latest step: its state
+                    // holds for the text up to this piece.)
+                    let lagged = lag_w >> (i % 64) & 1 != 0;
+                    if lagged {
+                        self.lag.remove(i);
+                    }
+                    // Whether the piece brings the detector, stepped at its start, something to scan.
+                    let shared = || scanner.leads.as_ref().is_some_and(|l| l.shares(i));
+                    if quiet && st.cached.is_none() && (st.seen == self.fresh || lagged) {
+                        let woken = if shared() {
+                            st.resume != self.fresh || self.woken.has(i)
+                        } else {
+                            !st.quiet || self.woken.has(i)
+                        };
+                        if !woken {
+                            let from = st.resume - self.base;
+                            let step = d.matcher.quiet_step(&view, from, st.skip);
+                            debug_assert_eq!(
+                                step,
+                                d.matcher.step(
+                                    &view.for_detector(hits, i, self.base),
+                                    from,
+                                    st.skip
+                                ),
+                                "quiet step of {}",
+                                d.id
+                            );
+                            if let Step::Wait {
+                                resume,
+                                safe: s,
+                                skip,
+                            } = step
+                            {
+                                safe = safe.min(s);
+                                st.resume = self.base + resume;
+                                st.skip = skip;
+                                st.seen = end;
+                                if resume == self.buf.len()
+                                    && d.matcher.idle_skip(self.buf.as_bytes(), resume)
+                                        == Some(skip)
+                                {
+                                    self.idle.insert(i);
+                                } else {
+                                    keep = keep.min(st.resume);
+                                    if scanner.lags.has(i) {
+                                        self.lag.insert(i);
+                                        self.lag_floor = self.lag_floor.min(st.resume);
+                                    }
+                                }
+                                #[cfg(test)]
+                                {
+                                    self.steps.0 += 1;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    let step = loop {
+                        let step = match st.cached {
+                            // A final verdict from an earlier push, kept in absolute positions.
+                            Some(c) => shift(c, self.base, false),
+                            None => {
+                                let dv = view.for_detector(hits, i, self.base);
+                                let step = d.matcher.step(&dv, st.resume - self.base, st.skip);
+                                #[cfg(test)]
+                                {
+                                    self.steps.1 += 1;
+                                }
+                                if !matches!(step, Step::Wait { .. }) {
+                                    st.cached = Some(shift(step, self.base, true));
+                                }
+                                step
+                            }
+                        };
+                        // A PEM header is a private key only when a body follows: hold the text
+                        // from the header while that is undecided (a bounded window); without a
+                        // body, look past the header as if it were plain text.
+                        if let Step::Open {
+                            start,
+                            end: OpenEnd::PemEnd,
+                            scan,
+                        } = step
+                        {
+                            match pem_body_follows(self.buf.as_bytes(), scan, eof) {
+                                Tri::Yes => {}
+                                Tri::No => {
+                                    *st = DetState::at(self.base + scan);
+                                    continue;
+                                }
+                                Tri::NeedMore => {
+                                    st.cached = None;
+                                    st.resume = self.base + start;
+                                    st.skip = false;
+                                    st.quiet = false;
+                                    break Step::Wait {
+                                        resume: start,
+                                        safe: start,
+                                        skip: false,
+                                    };
+                                }
+                            }
+                        }
+                        break step;
+                    };
+                    match step {
+                        step @ (Step::Match { start, .. } | Step::Open { start, .. }) => {
+                            if best.is_none_or(|(bs, _, _)| start < bs) {
+                                best = Some((start, step, i));
+                            }
+                        }
+                        Step::Wait {
                             resume,
                             safe: s,
                             skip,
-                        } = step
-                        {
+                        } => {
                             safe = safe.min(s);
                             st.resume = self.base + resume;
                             st.skip = skip;
                             st.seen = end;
-                            if resume == self.buf.len()
+                            // (Only short pieces step quietly: after a long one, the next scans.)
+                            st.quiet = quiet && {
+                                let (set, margin) = scanner.watch[i];
+                                set.find(self.buf.as_bytes(), resume.saturating_sub(margin))
+                                    .is_none()
+                            };
+                            if st.quiet
+                                && resume == self.buf.len()
+                                && s == resume
                                 && d.matcher.idle_skip(self.buf.as_bytes(), resume) == Some(skip)
                             {
                                 self.idle.insert(i);
                             } else {
                                 keep = keep.min(st.resume);
-                                if scanner.lags.has(i) {
-                                    self.lag.insert(i);
-                                    self.lag_floor = self.lag_floor.min(st.resume);
-                                }
                             }
-                            #[cfg(test)]
-                            {
-                                self.steps.0 += 1;
-                            }
-                            continue;
-                        }
-                    }
-                }
-                let step = loop {
-                    let step = match st.cached {
-                        // A final verdict from an earlier push, kept in absolute positions.
-                        Some(c) => shift(c, self.base, false),
-                        None => {
-                            let dv = view.for_detector(hits, i, self.base);
-                            let step = d.matcher.step(&dv, st.resume - self.base, st.skip);
-                            #[cfg(test)]
-                            {
-                                self.steps.1 += 1;
-                            }
-                            if !matches!(step, Step::Wait { .. }) {
-                                st.cached = Some(shift(step, self.base, true));
-                            }
-                            step
-                        }
-                    };
-                    // A PEM header is a private key only when a body follows: hold the text
-                    // from the header while that is undecided (a bounded window); without a
-                    // body, look past the header as if it were plain text.
-                    if let Step::Open {
-                        start,
-                        end: OpenEnd::PemEnd,
-                        scan,
-                    } = step
-                    {
-                        match pem_body_follows(self.buf.as_bytes(), scan, eof) {
-                            Tri::Yes => {}
-                            Tri::No => {
-                                *st = DetState::at(self.base + scan);
-                                continue;
-                            }
-                            Tri::NeedMore => {
-                                st.cached = None;
-                                st.resume = self.base + start;
-                                st.skip = false;
-                                st.quiet = false;
-                                break Step::Wait {
-                                    resume: start,
-                                    safe: start,
-                                    skip: false,
-                                };
-                            }
-                        }
-                    }
-                    break step;
-                };
-                match step {
-                    step @ (Step::Match { start, .. } | Step::Open { start, .. }) => {
-                        if best.is_none_or(|(bs, _, _)| start < bs) {
-                            best = Some((start, step, i));
-                        }
-                    }
-                    Step::Wait {
-                        resume,
-                        safe: s,
-                        skip,
-                    } => {
-                        safe = safe.min(s);
-                        st.resume = self.base + resume;
-                        st.skip = skip;
-                        st.seen = end;
-                        // (Only short pieces step quietly: after a long one, the next scans.)
-                        st.quiet = quiet && {
-                            let (set, margin) = scanner.watch[i];
-                            set.find(self.buf.as_bytes(), resume.saturating_sub(margin))
-                                .is_none()
-                        };
-                        if st.quiet
-                            && resume == self.buf.len()
-                            && s == resume
-                            && d.matcher.idle_skip(self.buf.as_bytes(), resume) == Some(skip)
-                        {
-                            self.idle.insert(i);
-                        } else {
-                            keep = keep.min(st.resume);
                         }
                     }
                 }
@@ -1412,7 +1420,10 @@ mod tests {
             }
             st.finish(&mut out);
             assert_eq!(out, want.text);
-            assert!(most <= LAG_MAX + LOOKBACK + piece, "pieces of {piece}: {most} kept");
+            assert!(
+                most <= LAG_MAX + LOOKBACK + piece,
+                "pieces of {piece}: {most} kept"
+            );
         }
     }
 
