@@ -668,6 +668,13 @@ impl Leads {
     }
 }
 
+/// The state `dfa` is in after reading `bytes` from `start`.
+fn state_after(dfa: &DFA, start: StateID, bytes: &[u8]) -> StateID {
+    bytes
+        .iter()
+        .fold(start, |sid, &b| dfa.next_state(Anchored::No, sid, b))
+}
+
 /// A DFA state's id and the lead beginnings it stands for, as `(length, detector)`.
 type StateEnds = (usize, Box<[(usize, usize)]>);
 
@@ -686,11 +693,7 @@ impl LeadEnds {
     /// bytes. Its list holds their own detectors, then the list of the state that their
     /// longest proper tail beginning a lead stands for (built before it, being shorter).
     fn new(pats: &[(&'static str, usize)], dfa: &DFA, start: StateID) -> LeadEnds {
-        let run = |bytes: &[u8]| {
-            bytes
-                .iter()
-                .fold(start, |sid, &b| dfa.next_state(Anchored::No, sid, b))
-        };
+        let run = |bytes: &[u8]| state_after(dfa, start, bytes);
         // Every lead beginning with its detector, shortest first, and the states of each and
         // of its tail.
         let mut begins: Vec<(&[u8], usize)> = pats
@@ -944,9 +947,7 @@ impl LeadHits {
                 // The DFA's state after the text is the one after its last `longest` bytes:
                 // no lead's beginning is longer.
                 let tail = &bytes[bytes.len().saturating_sub(leads.longest)..];
-                self.state = Some(tail.iter().fold(leads.start, |sid, &b| {
-                    leads.dfa.next_state(Anchored::No, sid, b)
-                }));
+                self.state = Some(state_after(&leads.dfa, leads.start, tail));
             }
         }
         if touched {
