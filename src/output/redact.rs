@@ -960,6 +960,30 @@ impl StreamRedactor<'_> {
                             }
                         }
                     }
+                    // A lagging detector scans from its older resume point: the same step as
+                    // from where quiet steps up to this piece would have left it.
+                    #[cfg(debug_assertions)]
+                    if lagged && st.cached.is_none() && st.resume < self.fresh {
+                        let before = View {
+                            text: &self.buf[..self.fresh - self.base],
+                            eof: false,
+                            leads: None,
+                            digits: None,
+                            ..view
+                        };
+                        let from = st.resume - self.base;
+                        if let Step::Wait { resume, skip, .. } =
+                            d.matcher.quiet_step(&before, from, st.skip)
+                        {
+                            let dv = view.for_detector(hits, i, self.base);
+                            debug_assert_eq!(
+                                d.matcher.step(&dv, from, st.skip),
+                                d.matcher.step(&dv, resume, skip),
+                                "lagging {} scanned from {from}, caught up to {resume}",
+                                d.id
+                            );
+                        }
+                    }
                     let step = loop {
                         let step = match st.cached {
                             // A final verdict from an earlier push, kept in absolute positions.
