@@ -1112,10 +1112,11 @@ impl Matcher {
                 }
                 // No candidate run: resume at the stretch touching the end (for a head
                 // detector, where a head may still begin).
-                let a = r.end_resume(bytes, i);
                 if r.context_gate.is_none() && r.trigger.is_some() {
                     // A run at the end may still receive its trigger: its last piece waits.
-                    if let Some(s) = r.start.find(bytes, a) {
+                    let lo = r.end_lo(bytes, i);
+                    let (a, first) = stretch_start_first(bytes, &r.class, &r.start, lo);
+                    if let Some(s) = first {
                         let p = s + (len - s - 1) / v.chop.max(1) * v.chop.max(1);
                         return Step::Wait {
                             resume: p,
@@ -1123,7 +1124,13 @@ impl Matcher {
                             skip: false,
                         };
                     }
+                    return Step::Wait {
+                        resume: a,
+                        safe: len,
+                        skip: false,
+                    };
                 }
+                let a = r.end_resume(bytes, i);
                 Step::Wait {
                     resume: a,
                     safe: len,
@@ -1169,6 +1176,27 @@ fn stretch_start(bytes: &[u8], class: &ByteSet, end: usize, lo: usize) -> usize 
         a -= 1;
     }
     a
+}
+
+/// The start of the class stretch that ends `bytes`, not before `lo` (as [`stretch_start`]
+/// finds it), and the first position in that stretch holding a byte of `first`: one walk
+/// back instead of a walk and a search.
+#[inline(always)]
+fn stretch_start_first(
+    bytes: &[u8],
+    class: &ByteSet,
+    first: &ByteSet,
+    lo: usize,
+) -> (usize, Option<usize>) {
+    let mut a = bytes.len();
+    let mut at = None;
+    while a > lo && class.has(bytes[a - 1]) {
+        a -= 1;
+        if first.has(bytes[a]) {
+            at = Some(a);
+        }
+    }
+    (a, at)
 }
 
 /// End of the class stretch that starts at `at`.
@@ -1385,11 +1413,17 @@ impl RegexRun {
     /// bytes that may still begin a head ([`Head::tail`]).
     #[inline(always)]
     fn end_resume(&self, bytes: &[u8], i: usize) -> usize {
-        let lo = match &self.head {
+        stretch_start(bytes, &self.class, bytes.len(), self.end_lo(bytes, i))
+    }
+
+    /// How far back [`RegexRun::end_resume`] may walk: to `i`, and for a head detector no
+    /// further than the last bytes that may still begin a head.
+    #[inline(always)]
+    fn end_lo(&self, bytes: &[u8], i: usize) -> usize {
+        match &self.head {
             Some(h) => i.max(h.tail(bytes, self.bounded)),
             None => i,
-        };
-        stretch_start(bytes, &self.class, bytes.len(), lo)
+        }
     }
 
     /// Next position >= `i` where a run of this detector begins. With a trigger, runs lacking
