@@ -1085,7 +1085,7 @@ impl Matcher {
     /// byte it watches arrives; the text it resumes at is then only kept longer.
     pub fn lags(&self) -> bool {
         match self {
-            Matcher::Regex(r) => r.context_gate.is_some() || r.trigger.is_none(),
+            Matcher::Regex(r) => !r.awaits_trigger(),
             _ => false,
         }
     }
@@ -1112,7 +1112,7 @@ impl Matcher {
                 }
                 // No candidate run: resume at the stretch touching the end (for a head
                 // detector, where a head may still begin).
-                if r.context_gate.is_none() && r.trigger.is_some() {
+                if r.awaits_trigger() {
                     // A run at the end may still receive its trigger: its last piece waits.
                     let lo = r.end_lo(bytes, i);
                     let (a, first) = stretch_start_first(bytes, &r.class, &r.start, lo);
@@ -1414,6 +1414,12 @@ impl RegexRun {
     #[inline(always)]
     fn end_resume(&self, bytes: &[u8], i: usize) -> usize {
         stretch_start(bytes, &self.class, bytes.len(), self.end_lo(bytes, i))
+    }
+
+    /// Whether a run at the end of an unfinished text may still receive its trigger, so that
+    /// a quiet step holds it back: a detector with a trigger and no context gate.
+    fn awaits_trigger(&self) -> bool {
+        self.context_gate.is_none() && self.trigger.is_some()
     }
 
     /// How far back [`RegexRun::end_resume`] may walk: to `i`, and for a head detector no
